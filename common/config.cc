@@ -1,0 +1,202 @@
+#include "common/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
+
+namespace rlpost {
+namespace {
+
+absl::Status CheckType(const ConfigKey& decl, const std::string& value,
+                       const std::string& origin) {
+  switch (decl.type) {
+    case ConfigType::kString:
+      return absl::OkStatus();
+    case ConfigType::kInt: {
+      int64_t v;
+      if (absl::SimpleAtoi(value, &v)) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat(
+          origin, ": key '", decl.key, "' must be an integer, got '", value, "'"));
+    }
+    case ConfigType::kDouble: {
+      double v;
+      if (absl::SimpleAtod(value, &v)) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat(
+          origin, ": key '", decl.key, "' must be a number, got '", value, "'"));
+    }
+    case ConfigType::kBool: {
+      bool v;
+      if (absl::SimpleAtob(value, &v)) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat(
+          origin, ": key '", decl.key, "' must be true or false, got '", value, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Flatten(const YAML::Node& node, const std::string& prefix,
+                     const std::string& origin, Config* config) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      std::string name = kv.first.as<std::string>();
+      std::string key = prefix.empty() ? name : absl::StrCat(prefix, ".", name);
+      absl::Status s = Flatten(kv.second, key, origin, config);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+  if (prefix.empty()) {
+    if (node.IsNull()) return absl::OkStatus();  // empty file
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": top level must be a mapping of sections"));
+  }
+  if (node.IsSequence()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": key '", prefix, "' is a list; only scalar values are supported"));
+  }
+  std::string value = node.IsNull() ? "" : node.as<std::string>();
+  return config->Set(prefix, value, origin);
+}
+
+}  // namespace
+
+ConfigSchema::ConfigSchema(std::vector<ConfigKey> keys) : keys_(std::move(keys)) {}
+
+const ConfigKey* ConfigSchema::Find(const std::string& key) const {
+  for (const ConfigKey& k : keys_) {
+    if (k.key == key) return &k;
+  }
+  return nullptr;
+}
+
+Config::Config(const ConfigSchema& schema) : schema_(&schema) {
+  for (const ConfigKey& k : schema.keys()) values_[k.key] = k.default_value;
+}
+
+absl::StatusOr<Config> Config::Load(const ConfigSchema& schema,
+                                    const std::string& path,
+                                    const std::vector<std::string>& overrides) {
+  Config config(schema);
+  if (!path.empty()) {
+    std::ifstream in(path);
+    if (!in) {
+      return absl::NotFoundError(absl::StrCat("config file '", path,
+                                              "' cannot be opened"));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<Config> parsed = FromYaml(schema, text.str(), path);
+    if (!parsed.ok()) return parsed.status();
+    config = *std::move(parsed);
+  }
+  for (const std::string& o : overrides) {
+    absl::Status s = config.ApplyOverride(o);
+    if (!s.ok()) return s;
+  }
+  return config;
+}
+
+absl::StatusOr<Config> Config::FromYaml(const ConfigSchema& schema,
+                                        const std::string& yaml_text,
+                                        const std::string& origin) {
+  Config config(schema);
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        origin, ": YAML syntax error at line ", e.mark.line + 1, ": ", e.msg));
+  }
+  try {
+    absl::Status s = Flatten(root, "", origin, &config);
+    if (!s.ok()) return s;
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": cannot read config: ", e.what()));
+  }
+  return config;
+}
+
+absl::Status Config::Set(const std::string& key, const std::string& value,
+                         const std::string& origin) {
+  const ConfigKey* decl = schema_->Find(key);
+  if (decl == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": unknown config key '", key,
+                     "' (see docs/configuration.md for the valid keys)"));
+  }
+  absl::Status s = CheckType(*decl, value, origin);
+  if (!s.ok()) return s;
+  values_[key] = value;
+  return absl::OkStatus();
+}
+
+absl::Status Config::ApplyOverride(const std::string& key_equals_value) {
+  size_t eq = key_equals_value.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "command line: override '", key_equals_value, "' must look like key=value"));
+  }
+  return Set(std::string(absl::StripAsciiWhitespace(key_equals_value.substr(0, eq))),
+             std::string(absl::StripAsciiWhitespace(key_equals_value.substr(eq + 1))),
+             "command line");
+}
+
+const ConfigKey& Config::Declared(const std::string& key) const {
+  const ConfigKey* decl = schema_->Find(key);
+  if (decl == nullptr) {
+    // A read of an undeclared key is a bug in our code, not a user error.
+    std::fprintf(stderr, "rlpost: internal error: undeclared config key '%s'\n",
+                 key.c_str());
+    std::abort();
+  }
+  return *decl;
+}
+
+std::string Config::GetString(const std::string& key) const {
+  Declared(key);
+  return values_.at(key);
+}
+
+int64_t Config::GetInt(const std::string& key) const {
+  Declared(key);
+  int64_t v = 0;
+  (void)absl::SimpleAtoi(values_.at(key), &v);
+  return v;
+}
+
+double Config::GetDouble(const std::string& key) const {
+  Declared(key);
+  double v = 0;
+  (void)absl::SimpleAtod(values_.at(key), &v);
+  return v;
+}
+
+bool Config::GetBool(const std::string& key) const {
+  Declared(key);
+  bool v = false;
+  (void)absl::SimpleAtob(values_.at(key), &v);
+  return v;
+}
+
+std::string Config::ToYaml() const {
+  YAML::Node root;
+  for (const auto& [key, value] : values_) {
+    std::vector<std::string> parts = absl::StrSplit(key, '.');
+    YAML::Node node = root;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) node.reset(node[parts[i]]);
+    node[parts.back()] = value;
+  }
+  YAML::Emitter out;
+  out << root;
+  return out.c_str();
+}
+
+}  // namespace rlpost

@@ -1,0 +1,182 @@
+#include "common/grpc_util.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace rlpost {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status, const std::string& context) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(context, ": ", status.error_message()));
+}
+
+absl::StatusOr<std::unique_ptr<ServerHost>> ServerHost::Start(
+    const std::string& listen, const std::vector<grpc::Service*>& services,
+    const std::string& port_file, const std::string& role) {
+  size_t colon = listen.rfind(':');
+  if (listen.empty() || colon == std::string::npos || colon + 1 == listen.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen must be HOST:PORT (port 0 picks a free one), got '",
+                     listen, "'"));
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(256 << 20);
+  builder.SetMaxSendMessageSize(256 << 20);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  auto host = std::unique_ptr<ServerHost>(new ServerHost());
+  host->server_ = builder.BuildAndStart();
+  if (host->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot bind ", listen,
+                                               " (address in use or invalid)"));
+  }
+  host->server_->GetHealthCheckService()->SetServingStatus(true);
+  host->port_ = port;
+  host->address_ = absl::StrCat(listen.substr(0, colon), ":", port);
+  std::printf("%s listening on %s\n", role.c_str(), host->address_.c_str());
+  std::fflush(stdout);
+  if (!port_file.empty()) {
+    // Write then rename, so a reader never sees a half-written number.
+    std::string tmp = port_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << port << "\n";
+      if (!out) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot write --port-file '", port_file, "'"));
+      }
+    }
+    if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot write --port-file '", port_file, "'"));
+    }
+  }
+  return host;
+}
+
+void ServerHost::Shutdown() {
+  if (server_ == nullptr) return;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server_->Wait();
+  server_.reset();
+}
+
+namespace {
+
+std::mutex g_shutdown_mu;
+std::condition_variable g_shutdown_cv;
+bool g_shutdown = false;
+
+}  // namespace
+
+void InstallShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set]() {
+    int sig = 0;
+    sigwait(&set, &sig);
+    RLPOST_LOG(INFO) << "received signal " << sig << ", shutting down";
+    RequestShutdown();
+  }).detach();
+}
+
+void RequestShutdown() {
+  std::lock_guard<std::mutex> lock(g_shutdown_mu);
+  g_shutdown = true;
+  g_shutdown_cv.notify_all();
+}
+
+bool ShutdownRequested() {
+  std::lock_guard<std::mutex> lock(g_shutdown_mu);
+  return g_shutdown;
+}
+
+void WaitForShutdown() {
+  std::unique_lock<std::mutex> lock(g_shutdown_mu);
+  g_shutdown_cv.wait(lock, [] { return g_shutdown; });
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  // Reconnect quickly: peers on loopback come and go during tests.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+absl::Status ParseFlags(int argc, char** argv, const std::vector<FlagSpec>& flags,
+                        std::vector<std::string>* positional) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (!absl::StartsWith(arg, "--")) {
+      if (positional == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
+      }
+      positional->push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::string value;
+    bool has_value = false;
+    size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    const FlagSpec* spec = nullptr;
+    for (const FlagSpec& f : flags) {
+      if (f.name == name) spec = &f;
+    }
+    if (spec == nullptr) {
+      std::string known;
+      for (const FlagSpec& f : flags) absl::StrAppend(&known, " --", f.name);
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag '--", name, "'; known flags:", known));
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) {
+        return absl::InvalidArgumentError(absl::StrCat("flag '--", name, "' needs a value"));
+      }
+      value = argv[++i];
+    }
+    *spec->value = value;
+  }
+  return absl::OkStatus();
+}
+
+std::string FlagUsage(const std::string& program, const std::vector<FlagSpec>& flags) {
+  std::string out = absl::StrCat("usage: ", program, " [flags]\n");
+  for (const FlagSpec& f : flags) absl::StrAppend(&out, "  --", f.name, "  ", f.help, "\n");
+  return out;
+}
+
+}  // namespace rlpost

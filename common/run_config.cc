@@ -1,0 +1,172 @@
+#include "common/run_config.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace rlpost {
+namespace {
+
+using T = ConfigType;
+
+std::vector<ConfigKey> Keys() {
+  return {
+      {"run.name", T::kString, "arith_grpo", "run name; outputs go to <output_dir>/<name>"},
+      {"run.seed", T::kInt, "1234", "seed of every random choice of the run"},
+      {"run.output_dir", T::kString, "runs", "directory holding run folders"},
+      {"task.kind", T::kString, "arith", "arith (built-in generator) or jsonl"},
+      {"task.train_path", T::kString, "", "jsonl train set (task.kind=jsonl)"},
+      {"task.heldout_path", T::kString, "", "jsonl held-out set (task.kind=jsonl)"},
+      {"task.train_size", T::kInt, "4000", "built-in task: train problems"},
+      {"task.heldout_size", T::kInt, "200", "built-in task: held-out problems"},
+      {"task.max_operand", T::kInt, "999", "built-in task: largest operand"},
+      {"model.n_layers", T::kInt, "2", "decoder blocks"},
+      {"model.d_model", T::kInt, "96", "hidden size"},
+      {"model.n_heads", T::kInt, "4", "attention heads"},
+      {"model.n_kv_heads", T::kInt, "2", "key/value heads (grouped-query attention)"},
+      {"model.n_experts", T::kInt, "4", "routed experts per MoE layer"},
+      {"model.top_k", T::kInt, "2", "experts per token"},
+      {"model.expert_hidden", T::kInt, "128", "hidden size of each SwiGLU expert"},
+      {"model.max_seq_len", T::kInt, "96", "context length"},
+      {"model.rope_theta", T::kDouble, "10000", "rotary embedding base"},
+      {"model.init_seed", T::kInt, "7", "seed of the initial weights"},
+      {"sft.steps", T::kInt, "60", "supervised warm-start steps before RL"},
+      {"sft.batch_size", T::kInt, "32", "warm-start batch size"},
+      {"sft.lr", T::kDouble, "0.003", "warm-start learning rate"},
+      {"rl.steps", T::kInt, "40", "GRPO steps"},
+      {"rl.prompts_per_step", T::kInt, "16", "prompts per step (B)"},
+      {"rl.group_size", T::kInt, "8", "samples per prompt (G)"},
+      {"rl.lr", T::kDouble, "0.001", "policy learning rate"},
+      {"rl.clip_eps", T::kDouble, "0.2", "PPO clip range"},
+      {"rl.temperature", T::kDouble, "1.0", "sampling temperature"},
+      {"rl.top_p", T::kDouble, "1.0", "nucleus sampling mass"},
+      {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
+      {"rl.skip_uniform_groups", T::kBool, "true",
+       "rejection sampling: drop groups whose rewards are all equal"},
+      {"reward.correct", T::kDouble, "1.0", "reward for a verified correct answer"},
+      {"reward.format", T::kDouble, "0.0", "bonus for a well-formed \\boxed{} answer"},
+      {"eval.temperature", T::kDouble, "0.0", "held-out evaluation temperature (0 = greedy)"},
+      {"eval.size", T::kInt, "200", "held-out problems evaluated"},
+      {"optim.weight_decay", T::kDouble, "0.0", "AdamW weight decay"},
+      {"optim.grad_clip", T::kDouble, "1.0", "global gradient-norm clip (0 = off)"},
+      {"rollout.workers", T::kInt, "2", "rollout worker processes"},
+      {"rollout.threads", T::kInt, "1", "intra-op threads per rollout worker"},
+      {"learner.world_size", T::kInt, "1", "learner ranks (torch c10d, Gloo)"},
+      {"learner.threads", T::kInt, "1", "intra-op threads per learner rank"},
+      {"verifier.deadline_ms", T::kInt, "5000", "deadline of one verify batch"},
+      {"net.rpc_timeout_ms", T::kInt, "120000", "deadline of one RPC"},
+      {"net.connect_retries", T::kInt, "8", "attempts to reach a process"},
+      {"net.connect_backoff_ms", T::kInt, "100", "first retry delay (doubles)"},
+  };
+}
+
+absl::Status Positive(const Config& c, const std::string& key) {
+  if (c.GetInt(key) <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key '", key, "' must be positive, got ", c.GetInt(key)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const ConfigSchema& RunConfigSchema() {
+  static const ConfigSchema* schema = new ConfigSchema(Keys());
+  return *schema;
+}
+
+absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
+  for (const char* key :
+       {"model.n_layers", "model.d_model", "model.n_heads", "model.n_kv_heads",
+        "model.n_experts", "model.top_k", "model.expert_hidden", "model.max_seq_len",
+        "sft.batch_size", "rl.prompts_per_step", "rl.group_size", "rl.max_new_tokens",
+        "rollout.workers", "rollout.threads", "learner.world_size", "learner.threads",
+        "verifier.deadline_ms", "net.rpc_timeout_ms", "net.connect_retries"}) {
+    absl::Status s = Positive(c, key);
+    if (!s.ok()) return s;
+  }
+  RunConfig r;
+  r.name = c.GetString("run.name");
+  if (r.name.empty() || r.name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "config key 'run.name' must be a non-empty name without '/'");
+  }
+  r.seed = static_cast<uint64_t>(c.GetInt("run.seed"));
+  r.output_dir = c.GetString("run.output_dir");
+  r.task_kind = c.GetString("task.kind");
+  if (r.task_kind != "arith" && r.task_kind != "jsonl") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'task.kind' must be 'arith' or 'jsonl', got '", r.task_kind, "'"));
+  }
+  r.task_train_path = c.GetString("task.train_path");
+  r.task_heldout_path = c.GetString("task.heldout_path");
+  if (r.task_kind == "jsonl" && (r.task_train_path.empty() || r.task_heldout_path.empty())) {
+    return absl::InvalidArgumentError(
+        "task.kind=jsonl needs both 'task.train_path' and 'task.heldout_path'");
+  }
+  r.task_train_size = c.GetInt("task.train_size");
+  r.task_heldout_size = c.GetInt("task.heldout_size");
+  r.task_max_operand = c.GetInt("task.max_operand");
+  if (r.task_max_operand < 9) {
+    return absl::InvalidArgumentError("config key 'task.max_operand' must be at least 9");
+  }
+  r.model.n_layers = c.GetInt("model.n_layers");
+  r.model.d_model = c.GetInt("model.d_model");
+  r.model.n_heads = c.GetInt("model.n_heads");
+  r.model.n_kv_heads = c.GetInt("model.n_kv_heads");
+  r.model.n_experts = c.GetInt("model.n_experts");
+  r.model.top_k = c.GetInt("model.top_k");
+  r.model.expert_hidden = c.GetInt("model.expert_hidden");
+  r.model.max_seq_len = c.GetInt("model.max_seq_len");
+  r.model.rope_theta = c.GetDouble("model.rope_theta");
+  r.model.init_seed = c.GetInt("model.init_seed");
+  if (r.model.d_model % r.model.n_heads != 0) {
+    return absl::InvalidArgumentError("config key 'model.d_model' must be divisible by 'model.n_heads'");
+  }
+  if (r.model.n_heads % r.model.n_kv_heads != 0) {
+    return absl::InvalidArgumentError("config key 'model.n_heads' must be divisible by 'model.n_kv_heads'");
+  }
+  if (r.model.top_k > r.model.n_experts) {
+    return absl::InvalidArgumentError("config key 'model.top_k' must not exceed 'model.n_experts'");
+  }
+  r.sft_steps = c.GetInt("sft.steps");
+  r.sft_batch_size = c.GetInt("sft.batch_size");
+  r.sft_lr = c.GetDouble("sft.lr");
+  r.rl_steps = c.GetInt("rl.steps");
+  r.rl_prompts_per_step = c.GetInt("rl.prompts_per_step");
+  r.rl_group_size = c.GetInt("rl.group_size");
+  r.rl_lr = c.GetDouble("rl.lr");
+  r.rl_clip_eps = c.GetDouble("rl.clip_eps");
+  r.rl_temperature = c.GetDouble("rl.temperature");
+  r.rl_top_p = c.GetDouble("rl.top_p");
+  r.rl_max_new_tokens = c.GetInt("rl.max_new_tokens");
+  r.rl_skip_uniform_groups = c.GetBool("rl.skip_uniform_groups");
+  r.reward_correct = c.GetDouble("reward.correct");
+  r.reward_format = c.GetDouble("reward.format");
+  r.eval_temperature = c.GetDouble("eval.temperature");
+  r.eval_size = c.GetInt("eval.size");
+  r.weight_decay = c.GetDouble("optim.weight_decay");
+  r.grad_clip = c.GetDouble("optim.grad_clip");
+  r.rollout_workers = c.GetInt("rollout.workers");
+  r.rollout_threads = c.GetInt("rollout.threads");
+  r.learner_world_size = c.GetInt("learner.world_size");
+  r.learner_threads = c.GetInt("learner.threads");
+  r.verifier_deadline_ms = c.GetInt("verifier.deadline_ms");
+  r.rpc_timeout_ms = c.GetInt("net.rpc_timeout_ms");
+  r.connect_retries = c.GetInt("net.connect_retries");
+  r.connect_backoff_ms = c.GetInt("net.connect_backoff_ms");
+  if (r.rl_steps < 0 || r.sft_steps < 0) {
+    return absl::InvalidArgumentError("config keys 'rl.steps' and 'sft.steps' must not be negative");
+  }
+  if (r.rl_temperature < 0 || r.eval_temperature < 0) {
+    return absl::InvalidArgumentError("sampling temperatures must not be negative");
+  }
+  return r;
+}
+
+absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
+                                        const std::vector<std::string>& overrides) {
+  absl::StatusOr<Config> c = Config::Load(RunConfigSchema(), path, overrides);
+  if (!c.ok()) return c.status();
+  return ParseRunConfig(*c);
+}
+
+}  // namespace rlpost

@@ -1,0 +1,87 @@
+#pragma once
+// The run configuration shared by the launcher, the controller, the rollout
+// workers and the learner: one schema, one YAML file, key=value overrides.
+// Every key is listed with its meaning in docs/configuration.md.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/config.h"
+
+namespace rlpost {
+
+// The schema of every run config key.
+const ConfigSchema& RunConfigSchema();
+
+struct ModelShape {
+  int64_t n_layers = 2;
+  int64_t d_model = 96;
+  int64_t n_heads = 4;
+  int64_t n_kv_heads = 2;
+  int64_t n_experts = 4;
+  int64_t top_k = 2;
+  int64_t expert_hidden = 128;
+  int64_t max_seq_len = 96;
+  double rope_theta = 10000.0;
+  int64_t init_seed = 7;
+};
+
+struct RunConfig {
+  // run
+  std::string name = "arith_grpo";
+  uint64_t seed = 1234;
+  std::string output_dir = "runs";
+  // task
+  std::string task_kind = "arith";   // "arith" (built-in) or "jsonl"
+  std::string task_train_path;       // jsonl train set
+  std::string task_heldout_path;     // jsonl held-out set
+  int64_t task_train_size = 4000;
+  int64_t task_heldout_size = 200;
+  int64_t task_max_operand = 999;
+  // model
+  ModelShape model;
+  // sft warm start
+  int64_t sft_steps = 60;
+  int64_t sft_batch_size = 32;
+  double sft_lr = 3e-3;
+  // rl
+  int64_t rl_steps = 40;
+  int64_t rl_prompts_per_step = 16;
+  int64_t rl_group_size = 8;
+  double rl_lr = 1e-3;
+  double rl_clip_eps = 0.2;
+  double rl_temperature = 1.0;
+  double rl_top_p = 1.0;
+  int64_t rl_max_new_tokens = 48;
+  bool rl_skip_uniform_groups = true;
+  // reward
+  double reward_correct = 1.0;
+  double reward_format = 0.0;
+  // eval
+  double eval_temperature = 0.0;
+  int64_t eval_size = 200;
+  // optimizer
+  double weight_decay = 0.0;
+  double grad_clip = 1.0;
+  // processes
+  int64_t rollout_workers = 2;
+  int64_t rollout_threads = 1;
+  int64_t learner_world_size = 1;
+  int64_t learner_threads = 1;
+  int64_t verifier_deadline_ms = 5000;
+  int64_t rpc_timeout_ms = 120000;
+  int64_t connect_retries = 8;
+  int64_t connect_backoff_ms = 100;
+};
+
+// Reads a RunConfig from a loaded Config (schema RunConfigSchema()) and checks
+// value ranges; errors name the key.
+absl::StatusOr<RunConfig> ParseRunConfig(const Config& config);
+
+// Load + parse in one call; `path` may be empty (defaults).
+absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
+                                        const std::vector<std::string>& overrides);
+
+}  // namespace rlpost

@@ -1,0 +1,126 @@
+#include "common/subprocess.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <climits>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
+
+namespace rlpost {
+
+Subprocess::~Subprocess() {
+  if (pid_ > 0 && !reaped_) Stop(std::chrono::milliseconds(2000));
+}
+
+absl::Status Subprocess::Start(const std::vector<std::string>& argv,
+                               const std::string& log_path) {
+  if (argv.empty()) return absl::InvalidArgumentError("empty argv");
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);  // parent died before prctl
+    // Signals blocked by the parent's signal watcher must not stay blocked.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (!log_path.empty()) {
+      int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+      }
+    }
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  pid_ = pid;
+  reaped_ = false;
+  return absl::OkStatus();
+}
+
+bool Subprocess::running() {
+  if (pid_ <= 0 || reaped_) return false;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == 0) return true;
+  reaped_ = true;
+  if (r == pid_) {
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  return false;
+}
+
+void Subprocess::Signal(int sig) {
+  if (running()) kill(pid_, sig);
+}
+
+bool Subprocess::Wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+int Subprocess::Stop(std::chrono::milliseconds grace) {
+  if (!running()) return exit_code_;
+  kill(pid_, SIGTERM);
+  if (!Wait(grace)) {
+    kill(pid_, SIGKILL);
+    Wait(std::chrono::milliseconds(5000));
+  }
+  return exit_code_;
+}
+
+absl::StatusOr<int> WaitForPortFile(const std::string& path, Subprocess* child,
+                                    const std::string& what,
+                                    std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    std::ifstream in(path);
+    if (in) {
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      int port = 0;
+      if (!text.empty() && text.back() == '\n' &&
+          absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &port) && port > 0) {
+        return port;
+      }
+    }
+    if (child != nullptr && !child->running()) {
+      return absl::UnavailableError(absl::StrCat(what, " exited with status ",
+                                                 child->exit_code(), " before listening"));
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(what, " did not report its port within ", timeout.count(), " ms"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::string ExecutableDir() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, static_cast<size_t>(n));
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+}  // namespace rlpost

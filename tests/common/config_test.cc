@@ -1,0 +1,103 @@
+#include "common/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "common/run_config.h"
+
+namespace rlpost {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ConfigTest, DefaultsWhenNoFile) {
+  absl::StatusOr<RunConfig> r = LoadRunConfig("", {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->rl_group_size, 8);
+  EXPECT_EQ(r->learner_world_size, 1);
+}
+
+TEST(ConfigTest, YamlAndOverridesApplyInOrder) {
+  absl::StatusOr<Config> c = Config::FromYaml(RunConfigSchema(),
+                                              "rl:\n  group_size: 4\nrun:\n  name: x\n", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->ApplyOverride("rl.group_size=6").ok());
+  absl::StatusOr<RunConfig> r = ParseRunConfig(*c);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rl_group_size, 6);
+  EXPECT_EQ(r->name, "x");
+}
+
+TEST(ConfigTest, UnknownKeyInFileNamesKeyAndFile) {
+  absl::StatusOr<Config> c =
+      Config::FromYaml(RunConfigSchema(), "rl:\n  group_sise: 4\n", "configs/x.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("rl.group_sise"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("configs/x.yaml"));
+}
+
+TEST(ConfigTest, UnknownOverrideNamesCommandLine) {
+  absl::StatusOr<RunConfig> r = LoadRunConfig("", {"learner.ranks=2"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("learner.ranks"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("command line"));
+}
+
+TEST(ConfigTest, WrongTypeIsRejected) {
+  absl::StatusOr<RunConfig> r = LoadRunConfig("", {"rl.steps=many"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("must be an integer"));
+}
+
+TEST(ConfigTest, MalformedOverride) {
+  absl::StatusOr<RunConfig> r = LoadRunConfig("", {"rl.steps"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("key=value"));
+}
+
+TEST(ConfigTest, YamlSyntaxErrorHasLine) {
+  absl::StatusOr<Config> c =
+      Config::FromYaml(RunConfigSchema(), "rl:\n  steps: [1,\n", "bad.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("bad.yaml"));
+}
+
+TEST(ConfigTest, MissingFile) {
+  absl::StatusOr<RunConfig> r = LoadRunConfig("/nonexistent/x.yaml", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("/nonexistent/x.yaml"));
+}
+
+TEST(ConfigTest, RangeChecks) {
+  absl::StatusOr<RunConfig> r = LoadRunConfig("", {"model.top_k=9"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("model.top_k"));
+  r = LoadRunConfig("", {"rl.group_size=0"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("rl.group_size"));
+}
+
+TEST(ConfigTest, ShippedConfigsLoad) {
+  std::string root = std::getenv("RLPOST_SOURCE_DIR") ? std::getenv("RLPOST_SOURCE_DIR") : ".";
+  for (const char* name : {"/configs/arith_grpo.yaml", "/configs/arith_grpo_quick.yaml"}) {
+    absl::StatusOr<RunConfig> r = LoadRunConfig(root + name, {});
+    EXPECT_TRUE(r.ok()) << name << ": " << r.status();
+  }
+}
+
+TEST(ConfigTest, ToYamlRoundTrips) {
+  Config c(RunConfigSchema());
+  ASSERT_TRUE(c.ApplyOverride("rl.steps=7").ok());
+  absl::StatusOr<Config> back = Config::FromYaml(RunConfigSchema(), c.ToYaml(), "round trip");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->GetInt("rl.steps"), 7);
+  EXPECT_EQ(back->values(), c.values());
+}
+
+}  // namespace
+}  // namespace rlpost
