@@ -187,16 +187,27 @@ bool Config::GetBool(const std::string& key) const {
 }
 
 std::string Config::ToYaml() const {
-  YAML::Node root;
+  // values_ is sorted, so keys sharing a prefix are adjacent: open a nested
+  // mapping for each new prefix part.
+  std::string out;
+  std::vector<std::string> open;
   for (const auto& [key, value] : values_) {
     std::vector<std::string> parts = absl::StrSplit(key, '.');
-    YAML::Node node = root;
-    for (size_t i = 0; i + 1 < parts.size(); ++i) node.reset(node[parts[i]]);
-    node[parts.back()] = value;
+    size_t common = 0;
+    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common]) {
+      ++common;
+    }
+    open.resize(common);
+    for (size_t i = common; i + 1 < parts.size(); ++i) {
+      absl::StrAppend(&out, std::string(2 * i, ' '), parts[i], ":\n");
+      open.push_back(parts[i]);
+    }
+    YAML::Emitter scalar;
+    scalar << YAML::DoubleQuoted << value;
+    absl::StrAppend(&out, std::string(2 * (parts.size() - 1), ' '), parts.back(), ": ",
+                    scalar.c_str(), "\n");
   }
-  YAML::Emitter out;
-  out << root;
-  return out.c_str();
+  return out;
 }
 
 }  // namespace rlpost
