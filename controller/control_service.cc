@@ -1,0 +1,40 @@
+#include "controller/control_service.h"
+
+#include "common/grpc_util.h"
+#include "common/logging.h"
+
+namespace rlpost {
+namespace {
+
+grpc::Status Reply(const absl::StatusOr<v1::RunStatus>& result, v1::RunStatus* response) {
+  if (result.ok()) *response = *result;
+  return ToGrpcStatus(result.status());
+}
+
+}  // namespace
+
+grpc::Status ControlServiceImpl::GetStatus(grpc::ServerContext*, const v1::GetStatusRequest*,
+                                           v1::RunStatus* response) {
+  *response = control_->Status();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlServiceImpl::Pause(grpc::ServerContext*, const v1::PauseRequest*,
+                                       v1::RunStatus* response) {
+  RLPOST_LOG(INFO) << "control: pause requested";
+  return Reply(control_->Pause(), response);
+}
+
+grpc::Status ControlServiceImpl::Resume(grpc::ServerContext*, const v1::ResumeRequest*,
+                                        v1::RunStatus* response) {
+  RLPOST_LOG(INFO) << "control: resume requested";
+  return Reply(control_->Resume(), response);
+}
+
+grpc::Status ControlServiceImpl::Stop(grpc::ServerContext*, const v1::StopRequest*,
+                                      v1::RunStatus* response) {
+  RLPOST_LOG(INFO) << "control: stop requested";
+  return Reply(control_->Stop(), response);
+}
+
+}  // namespace rlpost

@@ -1,0 +1,31 @@
+#pragma once
+// The gRPC front end of RunControl: the control API that rlctl speaks.
+// Handlers only read or flip RunControl state; none of them blocks.
+//
+// Thread-safe; the RunControl is not owned and must outlive the service.
+
+#include <grpcpp/grpcpp.h>
+
+#include "controller/run_control.h"
+#include "rlpost/v1/control.grpc.pb.h"
+
+namespace rlpost {
+
+class ControlServiceImpl final : public v1::ControlService::Service {
+ public:
+  explicit ControlServiceImpl(RunControl* control) : control_(control) {}
+
+  grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
+                         v1::RunStatus* response) override;
+  grpc::Status Pause(grpc::ServerContext* context, const v1::PauseRequest* request,
+                     v1::RunStatus* response) override;
+  grpc::Status Resume(grpc::ServerContext* context, const v1::ResumeRequest* request,
+                      v1::RunStatus* response) override;
+  grpc::Status Stop(grpc::ServerContext* context, const v1::StopRequest* request,
+                    v1::RunStatus* response) override;
+
+ private:
+  RunControl* control_;
+};
+
+}  // namespace rlpost

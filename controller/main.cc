@@ -1,0 +1,122 @@
+// rlpost-controller: serves the control API and, given the addresses of the
+// rollout workers, the verifier and the learner, runs one synchronous GRPO job
+// on them. With only --listen it serves the control API idle until SIGTERM.
+//
+// Exit status: 0 the run finished; 1 it failed (the error is on stderr);
+// 2 bad flags or config; 143 stopped by SIGTERM/SIGINT during the run.
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_split.h"
+#include "common/grpc_util.h"
+#include "common/logging.h"
+#include "common/run_config.h"
+#include "controller/control_service.h"
+#include "controller/run.h"
+#include "controller/run_control.h"
+
+namespace rlpost {
+namespace {
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitSignal = 143;
+
+int Main(int argc, char** argv) {
+  InstallShutdownSignals();
+  SetLogRole("controller");
+  std::string listen, port_file, config_path, rollout, verifier, learner;
+  const std::vector<FlagSpec> flags = {
+      {"listen", &listen, "HOST:PORT to serve the control API on (port 0: any free port)"},
+      {"port-file", &port_file, "write the chosen port to this file"},
+      {"config", &config_path, "run config YAML (key=value arguments override it)"},
+      {"rollout", &rollout, "comma-separated HOST:PORT of the rollout workers"},
+      {"verifier", &verifier, "HOST:PORT of the verifier"},
+      {"learner", &learner, "HOST:PORT of learner rank 0"},
+  };
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::cout << FlagUsage("rlpost-controller", flags)
+                << "  key=value  override a run config key (docs/configuration.md)\n"
+                << "With --rollout, --verifier and --learner it runs the job at once and exits\n"
+                << "0 when it finished, 1 when it failed, 2 on bad flags or config, 143 when\n"
+                << "stopped by a signal. With only --listen it serves the control API idle.\n";
+      return 0;
+    }
+  }
+  std::vector<std::string> overrides;
+  absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  if (!s.ok()) {
+    std::cerr << "rlpost-controller: " << s.message() << "\n" << FlagUsage("rlpost-controller", flags);
+    return kExitUsage;
+  }
+  if (listen.empty()) {
+    std::cerr << "rlpost-controller: --listen HOST:PORT is required\n";
+    return kExitUsage;
+  }
+  const bool has_job = !rollout.empty() || !verifier.empty() || !learner.empty();
+  if (has_job && (rollout.empty() || verifier.empty() || learner.empty())) {
+    std::cerr << "rlpost-controller: a job needs all of --rollout, --verifier and --learner\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<RunConfig> config = LoadRunConfig(config_path, overrides);
+  if (!config.ok()) {
+    std::cerr << "rlpost-controller: " << config.status().message() << "\n";
+    return kExitUsage;
+  }
+  PeerAddresses peers;
+  if (has_job) {
+    peers.rollouts = absl::StrSplit(rollout, ',', absl::SkipEmpty());
+    peers.verifier = verifier;
+    peers.learner = learner;
+  }
+
+  RunControl control;
+  ControlServiceImpl service(&control);
+  absl::StatusOr<std::unique_ptr<ServerHost>> host =
+      ServerHost::Start(listen, {&service}, port_file, "controller");
+  if (!host.ok()) {
+    std::cerr << "rlpost-controller: " << host.status().message() << "\n";
+    return kExitFailed;
+  }
+  if (!has_job) {
+    WaitForShutdown();
+    (*host)->Shutdown();
+    return 0;
+  }
+
+  TrainingRun run(*config, peers, &control);
+  absl::Status result;
+  std::atomic<bool> done{false};
+  std::thread runner([&] {
+    result = run.Run().status();
+    done.store(true);
+    RequestShutdown();  // wakes the main thread
+  });
+  WaitForShutdown();
+  const bool interrupted = !done.load();
+  if (interrupted) {
+    RLPOST_LOG(INFO) << "shutdown signal: cancelling the run";
+    run.Cancel();
+  }
+  runner.join();
+  (*host)->Shutdown();
+  std::cout << std::flush;
+  if (interrupted) {
+    std::cerr << "rlpost-controller: " << result.message() << "\n";
+    return kExitSignal;
+  }
+  if (!result.ok()) {
+    std::cerr << "rlpost-controller: run failed: " << result.message() << "\n";
+    return kExitFailed;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace rlpost
+
+int main(int argc, char** argv) { return rlpost::Main(argc, argv); }

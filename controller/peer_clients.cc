@@ -1,0 +1,295 @@
+#include "controller/peer_clients.h"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_util.h"
+
+namespace rlpost {
+namespace {
+
+// Items per VerifyRequest: large enough to amortise the call, small enough that
+// one batch fits comfortably in the verifier's per-request deadline.
+constexpr size_t kVerifyBatch = 256;
+
+// Records the first error of a fan-out.
+class FirstError {
+ public:
+  void Set(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    if (status_.ok()) status_ = std::move(status);
+    failed_.store(true);
+  }
+  bool failed() const { return failed_.load(); }
+  absl::Status Get() {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> failed_{false};
+};
+
+}  // namespace
+
+PeerClients::PeerClients(const PeerAddresses& addresses, const PeerTimeouts& timeouts,
+                         RpcCanceller* canceller)
+    : timeouts_(timeouts), canceller_(canceller) {
+  for (const std::string& address : addresses.rollouts) {
+    rollouts_.push_back(Rollout{address, v1::RolloutService::NewStub(MakeChannel(address))});
+  }
+  verifier_address_ = addresses.verifier;
+  verifier_ = v1::VerifierService::NewStub(MakeChannel(addresses.verifier));
+  learner_address_ = addresses.learner;
+  learner_ = v1::LearnerService::NewStub(MakeChannel(addresses.learner));
+}
+
+absl::Status PeerClients::Connect(const RetryPolicy& policy, const SleepFn& sleep,
+                                  std::vector<v1::WorkerStatus>* workers,
+                                  v1::LearnerInfo* learner_info) {
+  workers->clear();
+  auto add = [workers](const std::string& address, const std::string& role, int64_t version) {
+    v1::WorkerStatus w;
+    w.set_address(address);
+    w.set_role(role);
+    w.set_weight_version(version);
+    w.set_healthy(true);
+    workers->push_back(w);
+  };
+  for (const Rollout& rollout : rollouts_) {
+    v1::RolloutInfo info;
+    absl::Status s = RetryWithBackoff(
+        [&] {
+          info.Clear();
+          return FromGrpcStatus(canceller_->Call(timeouts_.connect,
+                                                 [&](grpc::ClientContext* ctx) {
+                                                   return rollout.stub->GetInfo(
+                                                       ctx, v1::GetInfoRequest(), &info);
+                                                 }),
+                                "GetInfo");
+        },
+        policy, absl::StrCat("rollout ", rollout.address), sleep);
+    if (!s.ok()) return s;
+    add(rollout.address, "rollout", info.weight_version());
+  }
+  v1::VerifierInfo verifier_info;
+  absl::Status s = RetryWithBackoff(
+      [&] {
+        return FromGrpcStatus(canceller_->Call(timeouts_.connect,
+                                               [&](grpc::ClientContext* ctx) {
+                                                 return verifier_->GetInfo(
+                                                     ctx, v1::GetInfoRequest(), &verifier_info);
+                                               }),
+                              "GetInfo");
+      },
+      policy, absl::StrCat("verifier ", verifier_address_), sleep);
+  if (!s.ok()) return s;
+  add(verifier_address_, "verifier", 0);
+  s = RetryWithBackoff(
+      [&] {
+        return FromGrpcStatus(canceller_->Call(timeouts_.connect,
+                                               [&](grpc::ClientContext* ctx) {
+                                                 return learner_->GetInfo(
+                                                     ctx, v1::GetInfoRequest(), learner_info);
+                                               }),
+                              "GetInfo");
+      },
+      policy, absl::StrCat("learner ", learner_address_), sleep);
+  if (!s.ok()) return s;
+  add(learner_address_, "learner", learner_info->weight_version());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::TrainResult> PeerClients::Train(const v1::TrainBatch& batch) {
+  v1::TrainResult result;
+  grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
+    return learner_->Train(ctx, batch, &result);
+  });
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat("learner ", learner_address_, " Train"));
+  return result;
+}
+
+absl::StatusOr<v1::SaveCheckpointResponse> PeerClients::SaveCheckpoint(
+    const std::string& directory) {
+  v1::SaveCheckpointRequest request;
+  request.set_directory(directory);
+  v1::SaveCheckpointResponse response;
+  grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
+    return learner_->SaveCheckpoint(ctx, request, &response);
+  });
+  if (!s.ok()) {
+    return FromGrpcStatus(s, absl::StrCat("learner ", learner_address_, " SaveCheckpoint"));
+  }
+  return response;
+}
+
+absl::StatusOr<WeightSet> PeerClients::FetchWeights() {
+  WeightSet weights;
+  v1::GetWeightsRequest request;
+  request.set_version(0);  // latest
+  grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
+    std::unique_ptr<grpc::ClientReader<v1::WeightChunk>> reader =
+        learner_->GetWeights(ctx, request);
+    v1::WeightChunk chunk;
+    while (reader->Read(&chunk)) {
+      weights.bytes += static_cast<int64_t>(chunk.data().size());
+      weights.chunks.push_back(std::move(chunk));
+      chunk.Clear();
+    }
+    return reader->Finish();
+  });
+  const std::string who = absl::StrCat("learner ", learner_address_);
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(who, " GetWeights"));
+  if (weights.chunks.empty()) {
+    return absl::DataLossError(absl::StrCat(who, " GetWeights sent no weight chunks"));
+  }
+  weights.version = weights.chunks.front().version();
+  for (const v1::WeightChunk& chunk : weights.chunks) {
+    if (chunk.version() != weights.version) {
+      return absl::DataLossError(absl::StrCat(who, " GetWeights mixed versions ",
+                                              weights.version, " and ", chunk.version()));
+    }
+  }
+  return weights;
+}
+
+absl::Status PeerClients::PushWeightsTo(const Rollout& rollout, const WeightSet& weights) {
+  v1::UpdateWeightsResponse response;
+  grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
+    std::unique_ptr<grpc::ClientWriter<v1::WeightChunk>> writer =
+        rollout.stub->UpdateWeights(ctx, &response);
+    for (const v1::WeightChunk& chunk : weights.chunks) {
+      if (!writer->Write(chunk)) break;  // the server ended the call; Finish says why
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  });
+  const std::string who = absl::StrCat("rollout ", rollout.address);
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(who, " UpdateWeights"));
+  if (response.weight_version() != weights.version) {
+    return absl::DataLossError(absl::StrCat(who, " reports version ", response.weight_version(),
+                                            " after UpdateWeights to version ", weights.version));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PeerClients::PushWeights(const WeightSet& weights) {
+  std::vector<absl::Status> results(rollouts_.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < rollouts_.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = PushWeightsTo(rollouts_[i], weights); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& s : results) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::Completion>> PeerClients::Generate(
+    const Rollout& rollout, const v1::GenerateRequest& request) {
+  std::vector<v1::Completion> completions;
+  grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
+    std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+        rollout.stub->Generate(ctx, request);
+    v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+      completions.push_back(std::move(*response.mutable_completion()));
+      response.Clear();
+    }
+    return reader->Finish();
+  });
+  const std::string who = absl::StrCat("rollout ", rollout.address);
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(who, " Generate"));
+  const size_t n = static_cast<size_t>(std::max(1, request.n()));
+  if (completions.size() != n) {
+    return absl::DataLossError(absl::StrCat(who, " returned ", completions.size(),
+                                            " completions for prompt '", request.prompt_id(),
+                                            "', expected ", n));
+  }
+  std::sort(completions.begin(), completions.end(),
+            [](const v1::Completion& a, const v1::Completion& b) {
+              return a.sample_index() < b.sample_index();
+            });
+  for (size_t i = 0; i < n; ++i) {
+    const v1::Completion& c = completions[i];
+    if (c.sample_index() != static_cast<int32_t>(i)) {
+      return absl::DataLossError(absl::StrCat(who, " returned sample indices that are not 0..",
+                                              n - 1, " for prompt '", request.prompt_id(), "'"));
+    }
+    if (c.logprobs_size() != c.token_ids_size()) {
+      return absl::DataLossError(absl::StrCat(who, " returned ", c.token_ids_size(),
+                                              " tokens but ", c.logprobs_size(),
+                                              " logprobs for prompt '", request.prompt_id(), "'"));
+    }
+  }
+  return completions;
+}
+
+absl::StatusOr<std::vector<std::vector<v1::Completion>>> PeerClients::GenerateAll(
+    const std::vector<v1::GenerateRequest>& requests, int per_worker) {
+  std::vector<std::vector<v1::Completion>> results(requests.size());
+  if (requests.empty()) return results;
+  if (rollouts_.empty()) return absl::FailedPreconditionError("no rollout workers");
+  const size_t workers = rollouts_.size();
+  const size_t lanes_max = static_cast<size_t>(std::max(1, per_worker));
+  FirstError error;
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < workers && w < requests.size(); ++w) {
+    const size_t mine = (requests.size() - w + workers - 1) / workers;  // w, w+N, ...
+    const size_t lanes = std::min(lanes_max, mine);
+    for (size_t lane = 0; lane < lanes; ++lane) {
+      threads.emplace_back([&, w, lane, lanes] {
+        for (size_t k = lane; w + k * workers < requests.size(); k += lanes) {
+          if (error.failed()) return;
+          const size_t i = w + k * workers;
+          absl::StatusOr<std::vector<v1::Completion>> r = Generate(rollouts_[w], requests[i]);
+          if (!r.ok()) {
+            error.Set(r.status());
+            return;
+          }
+          results[i] = std::move(*r);
+        }
+      });
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  if (error.failed()) return error.Get();
+  return results;
+}
+
+absl::StatusOr<std::vector<v1::Verdict>> PeerClients::VerifyAll(
+    const std::vector<v1::VerifyItem>& items) {
+  std::vector<v1::Verdict> verdicts;
+  verdicts.reserve(items.size());
+  const std::string who = absl::StrCat("verifier ", verifier_address_);
+  // The call must outlive the verifier's own per-batch deadline.
+  const std::chrono::milliseconds timeout =
+      std::max(timeouts_.rpc, std::chrono::milliseconds(timeouts_.verifier_deadline_ms + 5000));
+  for (size_t begin = 0; begin < items.size(); begin += kVerifyBatch) {
+    const size_t end = std::min(items.size(), begin + kVerifyBatch);
+    v1::VerifyRequest request;
+    request.set_deadline_ms(timeouts_.verifier_deadline_ms);
+    for (size_t i = begin; i < end; ++i) *request.add_items() = items[i];
+    v1::VerifyResponse response;
+    grpc::Status s = canceller_->Call(timeout, [&](grpc::ClientContext* ctx) {
+      return verifier_->Verify(ctx, request, &response);
+    });
+    if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(who, " Verify"));
+    if (static_cast<size_t>(response.verdicts_size()) != end - begin) {
+      return absl::DataLossError(absl::StrCat(who, " returned ", response.verdicts_size(),
+                                              " verdicts for ", end - begin, " items"));
+    }
+    for (int i = 0; i < response.verdicts_size(); ++i) {
+      verdicts.push_back(std::move(*response.mutable_verdicts(i)));
+    }
+  }
+  return verdicts;
+}
+
+}  // namespace rlpost

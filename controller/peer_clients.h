@@ -1,0 +1,98 @@
+#pragma once
+// The controller's side of every RPC to the processes a run drives: N rollout
+// workers, one verifier and learner rank 0. Each call carries a deadline, can
+// be cancelled through the RpcCanceller, and turns failures into absl::Status
+// errors that name the process and its address.
+//
+// Thread-safe (gRPC stubs are); the fan-out calls start their own threads.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/retry.h"
+#include "controller/rpc_canceller.h"
+#include "rlpost/v1/control.pb.h"
+#include "rlpost/v1/learner.grpc.pb.h"
+#include "rlpost/v1/rollout.grpc.pb.h"
+#include "rlpost/v1/verifier.grpc.pb.h"
+
+namespace rlpost {
+
+struct PeerAddresses {
+  std::vector<std::string> rollouts;  // HOST:PORT of each rollout worker
+  std::string verifier;
+  std::string learner;  // rank 0
+};
+
+// Every tensor of one weight version, held in memory between fetching it from
+// the learner and pushing it to the workers.
+struct WeightSet {
+  int64_t version = 0;
+  std::vector<v1::WeightChunk> chunks;
+  int64_t bytes = 0;
+};
+
+struct PeerTimeouts {
+  std::chrono::milliseconds rpc{120000};      // every RPC
+  std::chrono::milliseconds connect{10000};   // one GetInfo attempt
+  int verifier_deadline_ms = 5000;            // sent in VerifyRequest
+};
+
+class PeerClients {
+ public:
+  // `canceller` is not owned and must outlive this object.
+  PeerClients(const PeerAddresses& addresses, const PeerTimeouts& timeouts,
+              RpcCanceller* canceller);
+
+  // GetInfo on every process, each retried with back-off; the first process
+  // that stays unreachable fails the call ("rollout HOST:PORT unreachable
+  // after 8 attempts: ..."). On success `workers` describes every process.
+  absl::Status Connect(const RetryPolicy& policy, const SleepFn& sleep,
+                       std::vector<v1::WorkerStatus>* workers, v1::LearnerInfo* learner_info);
+
+  absl::StatusOr<v1::TrainResult> Train(const v1::TrainBatch& batch);
+  absl::StatusOr<v1::SaveCheckpointResponse> SaveCheckpoint(const std::string& directory);
+  // The learner's latest weight version, every chunk of it.
+  absl::StatusOr<WeightSet> FetchWeights();
+  // Streams `weights` to every rollout worker concurrently (one thread each)
+  // and checks that each reports the version as loaded.
+  absl::Status PushWeights(const WeightSet& weights);
+
+  // Runs every request on the rollout workers: request i goes to worker
+  // i % N (round robin), with up to `per_worker` requests in flight on each
+  // worker. Result i holds request i's completions sorted by sample_index,
+  // checked to be complete and consistent.
+  absl::StatusOr<std::vector<std::vector<v1::Completion>>> GenerateAll(
+      const std::vector<v1::GenerateRequest>& requests, int per_worker);
+
+  // Verifies `items` in batches; verdicts come back in item order.
+  absl::StatusOr<std::vector<v1::Verdict>> VerifyAll(const std::vector<v1::VerifyItem>& items);
+
+  int rollout_count() const { return static_cast<int>(rollouts_.size()); }
+  const std::string& rollout_address(int i) const { return rollouts_[i].address; }
+  const std::string& learner_address() const { return learner_address_; }
+
+ private:
+  struct Rollout {
+    std::string address;
+    std::unique_ptr<v1::RolloutService::Stub> stub;
+  };
+
+  absl::StatusOr<std::vector<v1::Completion>> Generate(const Rollout& rollout,
+                                                       const v1::GenerateRequest& request);
+  absl::Status PushWeightsTo(const Rollout& rollout, const WeightSet& weights);
+
+  PeerTimeouts timeouts_;
+  RpcCanceller* canceller_;
+  std::vector<Rollout> rollouts_;
+  std::string verifier_address_;
+  std::unique_ptr<v1::VerifierService::Stub> verifier_;
+  std::string learner_address_;
+  std::unique_ptr<v1::LearnerService::Stub> learner_;
+};
+
+}  // namespace rlpost

@@ -1,0 +1,414 @@
+#include "controller/run.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/logging.h"
+#include "controller/dataset.h"
+#include "controller/group_advantage.h"
+#include "reward/reward.h"
+
+namespace rlpost {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+PeerTimeouts TimeoutsOf(const RunConfig& config) {
+  PeerTimeouts t;
+  t.rpc = std::chrono::milliseconds(config.rpc_timeout_ms);
+  t.connect = std::min(t.rpc, std::chrono::milliseconds(10000));
+  t.verifier_deadline_ms = static_cast<int>(config.verifier_deadline_ms);
+  return t;
+}
+
+}  // namespace
+
+TrainingRun::TrainingRun(RunConfig config, PeerAddresses peers, RunControl* control,
+                         TrainingRunOptions options)
+    : config_(std::move(config)),
+      addresses_(std::move(peers)),
+      control_(control),
+      options_(std::move(options)),
+      out_(options_.out != nullptr ? options_.out : &std::cout) {
+  clients_ = std::make_unique<PeerClients>(addresses_, TimeoutsOf(config_), &canceller_);
+  control_->BeginRun(config_.name, config_.rl_steps);
+}
+
+std::string TrainingRun::run_dir() const {
+  return (std::filesystem::path(config_.output_dir) / config_.name).string();
+}
+
+void TrainingRun::Cancel() {
+  control_->Abort();
+  canceller_.CancelAll();
+}
+
+void TrainingRun::Print(const std::string& line) { *out_ << line << "\n" << std::flush; }
+
+absl::StatusOr<RunSummary> TrainingRun::Run() {
+  RunSummary summary;
+  absl::Status status = Execute(&summary);
+  if (canceller_.cancelled()) {
+    status = absl::CancelledError(absl::StrCat("run '", config_.name,
+                                               "' cancelled by a shutdown signal after step ",
+                                               steps_done_));
+  }
+  if (!status.ok()) {
+    RLPOST_LOG(ERROR) << "run failed: " << status.message();
+    control_->Fail(std::string(status.message()));
+    return status;
+  }
+  control_->Finish();
+  return summary;
+}
+
+absl::Status TrainingRun::Execute(RunSummary* summary) {
+  const Clock::time_point start = Clock::now();
+  summary->run_name = config_.name;
+  summary->steps_planned = config_.rl_steps;
+
+  absl::StatusOr<std::vector<Problem>> train = LoadProblems(config_, Split::kTrain);
+  if (!train.ok()) return train.status();
+  absl::StatusOr<std::vector<Problem>> heldout = LoadProblems(config_, Split::kHeldout);
+  if (!heldout.ok()) return heldout.status();
+  train_ = std::move(*train);
+  heldout_ = std::move(*heldout);
+  if (train_.empty()) {
+    return absl::InvalidArgumentError("the task has no train problems (task.train_size or "
+                                      "task.train_path)");
+  }
+  rl_cursor_ = std::make_unique<ProblemCursor>(&train_, DeriveSeed(config_.seed, SeedTag::kRlOrder));
+
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir(), ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create '", run_dir(), "': ", ec.message()));
+  metrics_path_ = (std::filesystem::path(run_dir()) / "metrics.jsonl").string();
+  {
+    std::ofstream truncate(metrics_path_, std::ios::trunc);
+    if (!truncate) return absl::InternalError(absl::StrCat("cannot write '", metrics_path_, "'"));
+  }
+
+  absl::Status s = Connect();
+  if (!s.ok()) return s;
+  s = WarmStart();
+  if (!s.ok()) return s;
+  summary->sft_steps = sft_steps_done_;
+  s = SyncWeights();
+  if (!s.ok()) return s;
+
+  absl::StatusOr<EvalResult> before = Evaluate("before RL");
+  if (!before.ok()) return before.status();
+  control_->SetHeldoutAccuracy(/*after_rl=*/false, before->accuracy());
+
+  control_->BeginSteps();
+  for (int64_t step = 1; step <= config_.rl_steps; ++step) {
+    if (control_->WaitBetweenSteps(step - 1)) {
+      if (canceller_.cancelled()) return absl::CancelledError("cancelled");
+      Print(absl::StrCat("stop requested: ending the run after step ", step - 1, " of ",
+                         config_.rl_steps));
+      break;
+    }
+    s = RlStep(step);
+    if (!s.ok()) return s;
+  }
+
+  absl::StatusOr<EvalResult> after = Evaluate("after RL");
+  if (!after.ok()) return after.status();
+  control_->SetHeldoutAccuracy(/*after_rl=*/true, after->accuracy());
+
+  control_->SetActivity("saving checkpoint");
+  std::filesystem::path checkpoint =
+      std::filesystem::absolute(std::filesystem::path(run_dir()) / "checkpoint", ec);
+  absl::StatusOr<v1::SaveCheckpointResponse> saved = clients_->SaveCheckpoint(checkpoint.string());
+  if (!saved.ok()) return saved.status();
+  Print(absl::StrCat("checkpoint (version ", saved->weight_version(), ") written to ",
+                     saved->directory().empty() ? checkpoint.string() : saved->directory()));
+
+  summary->heldout_accuracy_before = before->accuracy();
+  summary->heldout_accuracy_after = after->accuracy();
+  summary->heldout_problems = after->total;
+  summary->steps = steps_done_;
+  summary->stopped_early = steps_done_ < config_.rl_steps;
+  summary->final_weight_version = version_;
+  summary->checkpoint_dir = checkpoint.string();
+  summary->wall_seconds = SecondsSince(start);
+  const std::string summary_path = (std::filesystem::path(run_dir()) / "summary.json").string();
+  s = WriteSummary(*summary, summary_path);
+  if (!s.ok()) return s;
+  Print(absl::StrFormat("run %s: %d RL steps in %.1f s; metrics %s, summary %s", config_.name,
+                        steps_done_, summary->wall_seconds, metrics_path_, summary_path));
+  Print("");
+  *out_ << FormatHeldoutTable(before->accuracy(), after->accuracy()) << std::flush;
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::Connect() {
+  control_->SetActivity("connecting to workers");
+  RetryPolicy policy;
+  policy.max_attempts = static_cast<int>(config_.connect_retries);
+  policy.initial_backoff = std::chrono::milliseconds(config_.connect_backoff_ms);
+  policy.multiplier = 2.0;
+  SleepFn sleep = options_.sleep;
+  if (!sleep) sleep = [this](std::chrono::milliseconds d) { canceller_.Sleep(d); };
+  std::vector<v1::WorkerStatus> workers;
+  v1::LearnerInfo learner_info;
+  absl::Status s = clients_->Connect(policy, sleep, &workers, &learner_info);
+  if (!s.ok()) return s;
+  control_->SetWorkers(workers);
+  version_ = learner_info.weight_version();
+  control_->SetWeightVersion(version_);
+  Print(absl::StrFormat("connected: %d rollout worker(s), verifier %s, learner %s "
+                        "(world size %d, weight version %d)",
+                        clients_->rollout_count(), addresses_.verifier, addresses_.learner,
+                        learner_info.world_size(), learner_info.weight_version()));
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::WarmStart() {
+  if (config_.sft_steps == 0) {
+    Print("sft: skipped (sft.steps = 0)");
+    return absl::OkStatus();
+  }
+  std::vector<Problem> solved;
+  for (const Problem& p : train_) {
+    if (!p.solution.empty()) solved.push_back(p);
+  }
+  if (solved.empty()) {
+    Print("sft: skipped: the train problems carry no solutions");
+    RLPOST_LOG(WARNING) << "sft warm start skipped: no train problem has a solution";
+    return absl::OkStatus();
+  }
+  ProblemCursor cursor(&solved, DeriveSeed(config_.seed, SeedTag::kSftOrder));
+  const int64_t report_every = std::max<int64_t>(1, config_.sft_steps / 10);
+  const Clock::time_point start = Clock::now();
+  for (int64_t s = 1; s <= config_.sft_steps; ++s) {
+    if (control_->StopRequested()) {
+      Print(absl::StrCat("sft: stop requested after ", s - 1, " steps"));
+      break;
+    }
+    control_->SetActivity(absl::StrCat("sft ", s, "/", config_.sft_steps));
+    v1::TrainBatch batch;
+    batch.set_step(0);  // SFT batches are not RL steps
+    batch.set_objective(v1::OBJECTIVE_SFT);
+    batch.set_behavior_version(version_);
+    for (const Problem* p : cursor.Take(config_.sft_batch_size)) {
+      v1::TrainSample* sample = batch.add_samples();
+      sample->set_prompt_text(p->prompt);
+      sample->set_response_text(p->solution);
+    }
+    absl::StatusOr<v1::TrainResult> result = clients_->Train(batch);
+    if (!result.ok()) return result.status();
+    version_ = result->weight_version();
+    sft_steps_done_ = s;
+    control_->SetWeightVersion(version_);
+    if (s % report_every == 0 || s == config_.sft_steps) {
+      Print(absl::StrFormat("sft %d/%d  loss %.4f  v %d  elapsed_s %.1f", s, config_.sft_steps,
+                            result->loss(), version_, SecondsSince(start)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::SyncWeights() {
+  absl::StatusOr<WeightSet> weights = clients_->FetchWeights();
+  if (!weights.ok()) return weights.status();
+  if (weights->version != version_) {
+    return absl::DataLossError(absl::StrCat("learner ", addresses_.learner,
+                                            " GetWeights sent version ", weights->version,
+                                            ", expected its latest version ", version_));
+  }
+  absl::Status s = clients_->PushWeights(*weights);
+  if (!s.ok()) return s;
+  control_->SetWeightVersion(version_);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainingRun::EvalResult> TrainingRun::Evaluate(const char* label) {
+  control_->SetActivity(absl::StrCat("held-out eval ", label));
+  EvalResult result;
+  const size_t count =
+      std::min(heldout_.size(), static_cast<size_t>(std::max<int64_t>(0, config_.eval_size)));
+  if (count == 0) {
+    Print(absl::StrCat("held-out eval ", label, ": no held-out problems"));
+    return result;
+  }
+  const Clock::time_point start = Clock::now();
+  std::vector<v1::GenerateRequest> requests(count);
+  for (size_t i = 0; i < count; ++i) {
+    v1::GenerateRequest& r = requests[i];
+    r.set_prompt_id(heldout_[i].id);
+    r.set_prompt(heldout_[i].prompt);
+    r.set_n(1);
+    r.mutable_params()->set_temperature(static_cast<float>(config_.eval_temperature));
+    r.mutable_params()->set_max_new_tokens(static_cast<int32_t>(config_.rl_max_new_tokens));
+    r.mutable_params()->set_seed(DeriveSeed(config_.seed, SeedTag::kEvalSampling, {i}));
+  }
+  absl::StatusOr<std::vector<std::vector<v1::Completion>>> groups =
+      clients_->GenerateAll(requests, options_.requests_per_worker);
+  if (!groups.ok()) return groups.status();
+  std::vector<v1::VerifyItem> items(count);
+  for (size_t i = 0; i < count; ++i) {
+    items[i].set_id(heldout_[i].id);
+    items[i].set_kind("math");
+    items[i].set_response((*groups)[i][0].text());
+    items[i].set_reference(heldout_[i].answer);
+  }
+  absl::StatusOr<std::vector<v1::Verdict>> verdicts = clients_->VerifyAll(items);
+  if (!verdicts.ok()) return verdicts.status();
+  result.total = static_cast<int64_t>(count);
+  for (const v1::Verdict& v : *verdicts) result.correct += v.correct() ? 1 : 0;
+  Print(absl::StrFormat("held-out eval %s: %d/%d correct (%.1f%%)  eval_s %.1f", label,
+                        result.correct, result.total, 100.0 * result.accuracy(),
+                        SecondsSince(start)));
+  return result;
+}
+
+absl::Status TrainingRun::RlStep(int64_t step) {
+  const Clock::time_point start = Clock::now();
+  StepMetrics m;
+  m.step = step;
+  m.total_steps = config_.rl_steps;
+  control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": generating"));
+
+  // 1. Sample a group per prompt.
+  const std::vector<const Problem*> problems = rl_cursor_->Take(config_.rl_prompts_per_step);
+  std::vector<v1::GenerateRequest> requests(problems.size());
+  for (size_t i = 0; i < problems.size(); ++i) {
+    v1::GenerateRequest& r = requests[i];
+    r.set_prompt_id(problems[i]->id);
+    r.set_prompt(problems[i]->prompt);
+    r.set_n(static_cast<int32_t>(config_.rl_group_size));
+    v1::SamplingParams* p = r.mutable_params();
+    p->set_temperature(static_cast<float>(config_.rl_temperature));
+    p->set_top_p(static_cast<float>(config_.rl_top_p));
+    p->set_max_new_tokens(static_cast<int32_t>(config_.rl_max_new_tokens));
+    p->set_seed(DeriveSeed(config_.seed, SeedTag::kRlSampling,
+                           {static_cast<uint64_t>(step), static_cast<uint64_t>(i)}));
+  }
+  const Clock::time_point generate_start = Clock::now();
+  absl::StatusOr<std::vector<std::vector<v1::Completion>>> groups =
+      clients_->GenerateAll(requests, options_.requests_per_worker);
+  if (!groups.ok()) return groups.status();
+  m.generate_seconds = SecondsSince(generate_start);
+
+  // Synchronous GRPO is on-policy: every token must come from the version the
+  // workers were synced to.
+  int64_t samples = 0, tokens = 0;
+  for (size_t i = 0; i < groups->size(); ++i) {
+    for (const v1::Completion& c : (*groups)[i]) {
+      ++samples;
+      tokens += c.token_ids_size();
+      for (int64_t v : c.weight_versions()) {
+        if (v != version_) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "rollout ", clients_->rollout_address(static_cast<int>(i) % clients_->rollout_count()),
+              " sampled prompt '", c.prompt_id(), "' with weight version ", v,
+              ", expected version ", version_));
+        }
+      }
+    }
+  }
+
+  // 2. Verify and reward every completion.
+  control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": verifying"));
+  std::vector<v1::VerifyItem> items;
+  items.reserve(static_cast<size_t>(samples));
+  for (size_t i = 0; i < groups->size(); ++i) {
+    for (const v1::Completion& c : (*groups)[i]) {
+      v1::VerifyItem item;
+      item.set_id(absl::StrCat(step, "/", i, "/", c.sample_index()));
+      item.set_kind("math");
+      item.set_response(c.text());
+      item.set_reference(problems[i]->answer);
+      items.push_back(std::move(item));
+    }
+  }
+  absl::StatusOr<std::vector<v1::Verdict>> verdicts = clients_->VerifyAll(items);
+  if (!verdicts.ok()) return verdicts.status();
+  const RewardWeights weights{config_.reward_correct, config_.reward_format};
+  std::vector<GroupAdvantage> advantages;
+  std::vector<std::vector<double>> rewards(groups->size());
+  int64_t correct = 0;
+  double reward_sum = 0.0;
+  size_t k = 0;
+  for (size_t i = 0; i < groups->size(); ++i) {
+    for (const v1::Completion& c : (*groups)[i]) {
+      const v1::Verdict& verdict = (*verdicts)[k++];
+      correct += verdict.correct() ? 1 : 0;
+      double r = ComputeReward(weights, {verdict.score(), c.text()}).total;
+      rewards[i].push_back(r);
+      reward_sum += r;
+    }
+    advantages.push_back(ComputeGroupAdvantage(rewards[i]));
+  }
+
+  // 3. Rejection sampling and the training batch.
+  const RejectionResult selected = SelectGroups(advantages, config_.rl_skip_uniform_groups);
+  v1::TrainBatch batch;
+  batch.set_step(step);
+  batch.set_objective(v1::OBJECTIVE_POLICY_GRADIENT);
+  batch.set_behavior_version(version_);
+  for (int64_t g : selected.kept) {
+    const std::vector<v1::Completion>& group = (*groups)[static_cast<size_t>(g)];
+    for (size_t j = 0; j < group.size(); ++j) {
+      const v1::Completion& c = group[j];
+      v1::TrainSample* sample = batch.add_samples();
+      *sample->mutable_prompt_token_ids() = c.prompt_token_ids();
+      *sample->mutable_response_token_ids() = c.token_ids();
+      *sample->mutable_old_logprobs() = c.logprobs();
+      sample->set_advantage(static_cast<float>(advantages[static_cast<size_t>(g)].advantages[j]));
+      sample->set_reward(static_cast<float>(rewards[static_cast<size_t>(g)][j]));
+    }
+  }
+
+  // 4. Train and publish the new version to every worker.
+  if (batch.samples_size() > 0) {
+    control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": training"));
+    const Clock::time_point train_start = Clock::now();
+    absl::StatusOr<v1::TrainResult> result = clients_->Train(batch);
+    if (!result.ok()) return result.status();
+    m.train_seconds = SecondsSince(train_start);
+    version_ = result->weight_version();
+    m.trained = true;
+    m.loss = result->loss();
+    m.grad_norm = result->grad_norm();
+    m.clip_fraction = result->clip_fraction();
+    m.approx_kl = result->approx_kl();
+    control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": weight sync"));
+    const Clock::time_point sync_start = Clock::now();
+    absl::Status s = SyncWeights();
+    if (!s.ok()) return s;
+    m.sync_seconds = SecondsSince(sync_start);
+  }
+
+  // 5. Report.
+  m.reward_mean = samples > 0 ? reward_sum / static_cast<double>(samples) : 0.0;
+  m.accuracy = samples > 0 ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
+  m.response_len_mean = samples > 0 ? static_cast<double>(tokens) / static_cast<double>(samples) : 0.0;
+  m.tokens_per_sec = m.generate_seconds > 0 ? static_cast<double>(tokens) / m.generate_seconds : 0.0;
+  m.groups_total = static_cast<int64_t>(groups->size());
+  m.groups_kept = static_cast<int64_t>(selected.kept.size());
+  m.groups_uniform = selected.uniform_groups;
+  m.samples_trained = batch.samples_size();
+  m.weight_version = version_;
+  m.step_seconds = SecondsSince(start);
+  steps_done_ = step;
+  Print(FormatProgressLine(m));
+  std::ofstream metrics(metrics_path_, std::ios::app);
+  metrics << MetricsJsonLine(m) << "\n";
+  metrics.flush();
+  if (!metrics) return absl::InternalError(absl::StrCat("cannot append to '", metrics_path_, "'"));
+  control_->RecordStep(step, m.reward_mean, m.accuracy);
+  return absl::OkStatus();
+}
+
+}  // namespace rlpost

@@ -1,0 +1,95 @@
+#pragma once
+// One synchronous GRPO run, driven by the controller over gRPC:
+//   connect to every process -> SFT warm start -> weight sync -> held-out eval
+//   -> RL steps (generate, verify, reward, group advantages, rejection
+//   sampling, train, weight sync) -> held-out eval -> checkpoint -> summary.
+// docs/controller.md describes the loop, its output lines and its files.
+//
+// Thread-safety: Run() is called once, from one thread. Cancel() may be called
+// from any other thread while Run() executes. Pause/resume/stop go through the
+// RunControl (not owned; it must outlive the run).
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/retry.h"
+#include "common/run_config.h"
+#include "controller/arith_task.h"
+#include "controller/peer_clients.h"
+#include "controller/problem_cursor.h"
+#include "controller/rpc_canceller.h"
+#include "controller/run_control.h"
+#include "controller/run_report.h"
+
+namespace rlpost {
+
+struct TrainingRunOptions {
+  // Progress lines (one per step, plus phase lines) go here; not owned.
+  std::ostream* out = nullptr;  // nullptr: std::cout
+  // Generate requests kept in flight on each rollout worker, so a worker that
+  // batches concurrent requests can fill its batch.
+  int requests_per_worker = 4;
+  // Sleeps between connection attempts; empty: real sleeps that end early on
+  // Cancel().
+  SleepFn sleep;
+};
+
+class TrainingRun {
+ public:
+  // Marks the run as loaded in `control` (state STARTING).
+  TrainingRun(RunConfig config, PeerAddresses peers, RunControl* control,
+              TrainingRunOptions options = {});
+  TrainingRun(const TrainingRun&) = delete;
+  TrainingRun& operator=(const TrainingRun&) = delete;
+
+  // Runs the whole job. On success the RunControl ends FINISHED and the
+  // summary is returned (and written to <output_dir>/<name>/summary.json); on
+  // error it ends FAILED with the message, which names the process at fault.
+  absl::StatusOr<RunSummary> Run();
+
+  // Ends Run() as soon as possible: cancels RPCs in flight, wakes a paused
+  // loop. Run() then fails with kCancelled.
+  void Cancel();
+
+  // <output_dir>/<name>
+  std::string run_dir() const;
+
+ private:
+  struct EvalResult {
+    int64_t correct = 0;
+    int64_t total = 0;
+    double accuracy() const { return total == 0 ? 0.0 : static_cast<double>(correct) / total; }
+  };
+
+  absl::Status Execute(RunSummary* summary);
+  absl::Status Connect();
+  absl::Status WarmStart();
+  // Learner's latest version -> every rollout worker.
+  absl::Status SyncWeights();
+  absl::StatusOr<EvalResult> Evaluate(const char* label);
+  absl::Status RlStep(int64_t step);
+  void Print(const std::string& line);
+
+  RunConfig config_;
+  PeerAddresses addresses_;
+  RunControl* control_;
+  TrainingRunOptions options_;
+  std::ostream* out_;
+  RpcCanceller canceller_;
+  std::unique_ptr<PeerClients> clients_;
+
+  std::vector<Problem> train_;
+  std::vector<Problem> heldout_;
+  std::unique_ptr<ProblemCursor> rl_cursor_;
+  int64_t version_ = 0;  // weight version held by the learner and every worker
+  int64_t sft_steps_done_ = 0;
+  int64_t steps_done_ = 0;  // RL steps
+  std::string metrics_path_;
+};
+
+}  // namespace rlpost

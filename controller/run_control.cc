@@ -1,0 +1,178 @@
+#include "controller/run_control.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace rlpost {
+
+RunControl::RunControl() {
+  absl::MutexLock lock(&mu_);
+  status_.set_state(v1::RUN_STATE_IDLE);
+  activity_ = "idle: no run loaded";
+}
+
+void RunControl::BeginRun(const std::string& run_name, int64_t total_steps) {
+  absl::MutexLock lock(&mu_);
+  status_.Clear();
+  status_.set_run_name(run_name);
+  status_.set_total_steps(total_steps);
+  status_.set_state(v1::RUN_STATE_STARTING);
+  activity_ = "starting";
+  pause_requested_ = stop_requested_ = aborted_ = parked_ = false;
+}
+
+void RunControl::BeginSteps() {
+  absl::MutexLock lock(&mu_);
+  status_.set_state(v1::RUN_STATE_RUNNING);
+}
+
+void RunControl::SetActivity(const std::string& text) {
+  absl::MutexLock lock(&mu_);
+  activity_ = text;
+}
+
+void RunControl::SetWorkers(const std::vector<v1::WorkerStatus>& workers) {
+  absl::MutexLock lock(&mu_);
+  status_.clear_workers();
+  for (const v1::WorkerStatus& w : workers) *status_.add_workers() = w;
+}
+
+void RunControl::SetWeightVersion(int64_t version) {
+  absl::MutexLock lock(&mu_);
+  status_.set_weight_version(version);
+  for (v1::WorkerStatus& w : *status_.mutable_workers()) {
+    if (w.role() == "rollout" || w.role() == "learner") w.set_weight_version(version);
+  }
+}
+
+void RunControl::RecordStep(int64_t step, double reward_mean, double accuracy) {
+  absl::MutexLock lock(&mu_);
+  status_.set_step(step);
+  status_.set_reward_mean(reward_mean);
+  status_.set_accuracy(accuracy);
+}
+
+void RunControl::SetHeldoutAccuracy(bool after_rl, double accuracy) {
+  absl::MutexLock lock(&mu_);
+  if (after_rl) {
+    status_.set_heldout_accuracy_after(accuracy);
+  } else {
+    status_.set_heldout_accuracy_before(accuracy);
+  }
+}
+
+void RunControl::Finish() {
+  absl::MutexLock lock(&mu_);
+  status_.set_state(v1::RUN_STATE_FINISHED);
+  activity_ = stop_requested_ ? absl::StrCat("stopped by operator after step ", status_.step())
+                              : "finished";
+  parked_ = false;
+}
+
+void RunControl::Fail(const std::string& message) {
+  absl::MutexLock lock(&mu_);
+  status_.set_state(v1::RUN_STATE_FAILED);
+  activity_ = message;
+  parked_ = false;
+}
+
+bool RunControl::WaitBetweenSteps(int64_t completed_steps) {
+  absl::MutexLock lock(&mu_);
+  auto may_go_on = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !pause_requested_ || stop_requested_ || aborted_;
+  };
+  if (!may_go_on()) {
+    parked_ = true;
+    activity_ = absl::StrCat("paused after step ", completed_steps);
+    mu_.Await(absl::Condition(&may_go_on));
+    parked_ = false;
+  }
+  return stop_requested_ || aborted_;
+}
+
+bool RunControl::StopRequested() const {
+  absl::MutexLock lock(&mu_);
+  return stop_requested_ || aborted_;
+}
+
+bool RunControl::IsLoaded() const { return status_.state() != v1::RUN_STATE_IDLE; }
+
+bool RunControl::IsEnded() const {
+  return status_.state() == v1::RUN_STATE_FINISHED || status_.state() == v1::RUN_STATE_FAILED;
+}
+
+absl::Status RunControl::CheckActive(const char* action) const {
+  if (!IsLoaded()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot ", action, ": no run is loaded (the controller is idle)"));
+  }
+  if (IsEnded()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot ", action, ": run '", status_.run_name(), "' has already ",
+        status_.state() == v1::RUN_STATE_FAILED ? "failed" : "finished"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::RunStatus> RunControl::Pause() {
+  absl::MutexLock lock(&mu_);
+  absl::Status s = CheckActive("pause");
+  if (!s.ok()) return s;
+  if (stop_requested_ || aborted_) {
+    return absl::FailedPreconditionError("cannot pause: the run is stopping");
+  }
+  pause_requested_ = true;
+  return StatusLocked();
+}
+
+absl::StatusOr<v1::RunStatus> RunControl::Resume() {
+  absl::MutexLock lock(&mu_);
+  absl::Status s = CheckActive("resume");
+  if (!s.ok()) return s;
+  pause_requested_ = false;
+  if (parked_) activity_ = "resuming";
+  return StatusLocked();
+}
+
+absl::StatusOr<v1::RunStatus> RunControl::Stop() {
+  absl::MutexLock lock(&mu_);
+  absl::Status s = CheckActive("stop");
+  if (!s.ok()) return s;
+  stop_requested_ = true;
+  return StatusLocked();
+}
+
+void RunControl::Abort() {
+  absl::MutexLock lock(&mu_);
+  aborted_ = true;
+}
+
+v1::RunStatus RunControl::Status() const {
+  absl::MutexLock lock(&mu_);
+  return StatusLocked();
+}
+
+v1::RunStatus RunControl::StatusLocked() const {
+  v1::RunStatus out = status_;
+  if (!IsEnded() && IsLoaded()) {
+    if (stop_requested_ || aborted_) {
+      out.set_state(v1::RUN_STATE_STOPPING);
+    } else if (pause_requested_ && status_.state() == v1::RUN_STATE_RUNNING) {
+      out.set_state(v1::RUN_STATE_PAUSED);
+    }
+  }
+  std::string message = activity_;
+  if (out.state() == v1::RUN_STATE_PAUSED && !parked_) {
+    message = absl::StrCat("pausing: finishing step ", status_.step() + 1);
+  } else if (out.state() == v1::RUN_STATE_STOPPING && status_.state() == v1::RUN_STATE_RUNNING) {
+    message = absl::StrCat("stopping after the current step; ", activity_);
+  }
+  out.set_message(message);
+  return out;
+}
+
+bool RunControl::WaitUntilParked(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&parked_), timeout);
+}
+
+}  // namespace rlpost

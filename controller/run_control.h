@@ -1,0 +1,84 @@
+#pragma once
+// The state of the controller's run as the control API sees it, and the
+// operator's levers on it (pause, resume, stop). The run loop reports its
+// progress here and asks, between steps, whether to go on; the ControlService
+// reads and writes it from gRPC threads.
+//
+// Thread-safe: every method may be called from any thread. Only
+// WaitBetweenSteps() blocks (on a condition, never spinning).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "rlpost/v1/control.pb.h"
+
+namespace rlpost {
+
+class RunControl {
+ public:
+  RunControl();
+  RunControl(const RunControl&) = delete;
+  RunControl& operator=(const RunControl&) = delete;
+
+  // --- reported by the run loop ---
+
+  // A run is loaded: state STARTING (warm start, weight sync, first eval).
+  void BeginRun(const std::string& run_name, int64_t total_steps);
+  // The RL steps begin: state RUNNING (or PAUSED / STOPPING if requested).
+  void BeginSteps();
+  // A short description of what the run does now ("sft 12/60").
+  void SetActivity(const std::string& text);
+  void SetWorkers(const std::vector<v1::WorkerStatus>& workers);
+  // Every rollout worker and the learner now hold `version`.
+  void SetWeightVersion(int64_t version);
+  void RecordStep(int64_t step, double reward_mean, double accuracy);
+  void SetHeldoutAccuracy(bool after_rl, double accuracy);
+  void Finish();
+  void Fail(const std::string& message);
+
+  // Called by the loop before each RL step, once `completed_steps` are done.
+  // Blocks while the run is paused; returns true when the loop should stop
+  // (Stop was requested or the run was aborted) and false to go on.
+  bool WaitBetweenSteps(int64_t completed_steps);
+  // True once Stop() or Abort() has been called.
+  bool StopRequested() const;
+
+  // --- operator actions (the control API) ---
+  // Errors are kFailedPrecondition when no run is loaded or it has ended.
+  absl::StatusOr<v1::RunStatus> Pause();
+  absl::StatusOr<v1::RunStatus> Resume();
+  absl::StatusOr<v1::RunStatus> Stop();
+  v1::RunStatus Status() const;
+
+  // --- the hosting process ---
+  // Ends the run as soon as possible (shutdown signal): wakes a paused loop
+  // and makes StopRequested() true.
+  void Abort();
+
+  // Blocks until the loop is parked in WaitBetweenSteps() because of a pause,
+  // or `timeout` passes; returns whether it is parked. For tests and tools.
+  bool WaitUntilParked(absl::Duration timeout) const;
+
+ private:
+  bool IsLoaded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool IsEnded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::RunStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckActive(const char* action) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  // `status_.state()` holds the loop's phase (IDLE, STARTING, RUNNING,
+  // FINISHED, FAILED); PAUSED and STOPPING are derived from the flags below.
+  v1::RunStatus status_ ABSL_GUARDED_BY(mu_);
+  std::string activity_ ABSL_GUARDED_BY(mu_);
+  bool pause_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool aborted_ ABSL_GUARDED_BY(mu_) = false;
+  bool parked_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace rlpost

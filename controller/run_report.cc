@@ -1,0 +1,89 @@
+#include "controller/run_report.h"
+
+#include <cmath>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+
+namespace rlpost {
+namespace {
+
+// Keeps metrics readable and JSON valid (no NaN/Inf in JSON).
+double Finite(double x) { return std::isfinite(x) ? x : 0.0; }
+
+}  // namespace
+
+std::string FormatProgressLine(const StepMetrics& m) {
+  return absl::StrFormat(
+      "step %d/%d  reward %.3f  acc %.3f  len %.1f  tok/s %.0f  kept %d/%d  step_s %.2f  v %d",
+      m.step, m.total_steps, m.reward_mean, m.accuracy, m.response_len_mean, m.tokens_per_sec,
+      m.groups_kept, m.groups_total, m.step_seconds, m.weight_version);
+}
+
+std::string MetricsJsonLine(const StepMetrics& m) {
+  nlohmann::ordered_json j;
+  j["step"] = m.step;
+  j["reward_mean"] = Finite(m.reward_mean);
+  j["accuracy"] = Finite(m.accuracy);
+  j["response_len_mean"] = Finite(m.response_len_mean);
+  j["tokens_per_sec"] = Finite(m.tokens_per_sec);
+  j["step_seconds"] = Finite(m.step_seconds);
+  j["generate_seconds"] = Finite(m.generate_seconds);
+  j["train_seconds"] = Finite(m.train_seconds);
+  j["sync_seconds"] = Finite(m.sync_seconds);
+  j["groups_kept"] = m.groups_kept;
+  j["groups_total"] = m.groups_total;
+  j["groups_uniform"] = m.groups_uniform;
+  j["samples_trained"] = m.samples_trained;
+  j["trained"] = m.trained;
+  j["weight_version"] = m.weight_version;
+  j["loss"] = Finite(m.loss);
+  j["grad_norm"] = Finite(m.grad_norm);
+  j["clip_fraction"] = Finite(m.clip_fraction);
+  j["approx_kl"] = Finite(m.approx_kl);
+  return j.dump();
+}
+
+std::string SummaryJson(const RunSummary& s) {
+  nlohmann::ordered_json j;
+  j["run_name"] = s.run_name;
+  j["heldout_accuracy_before"] = Finite(s.heldout_accuracy_before);
+  j["heldout_accuracy_after"] = Finite(s.heldout_accuracy_after);
+  j["heldout_gain_points"] =
+      Finite(100.0 * (s.heldout_accuracy_after - s.heldout_accuracy_before));
+  j["heldout_problems"] = s.heldout_problems;
+  j["steps"] = s.steps;
+  j["steps_planned"] = s.steps_planned;
+  j["sft_steps"] = s.sft_steps;
+  j["final_weight_version"] = s.final_weight_version;
+  j["wall_seconds"] = Finite(s.wall_seconds);
+  j["stopped_early"] = s.stopped_early;
+  j["checkpoint_dir"] = s.checkpoint_dir;
+  return j.dump(2);
+}
+
+absl::Status WriteSummary(const RunSummary& s, const std::string& path) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << SummaryJson(s) << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write '", tmp, "'"));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write '", path, "'"));
+  }
+  return absl::OkStatus();
+}
+
+std::string FormatHeldoutTable(double before, double after) {
+  const double gain = 100.0 * (after - before);
+  return absl::StrFormat(
+      "held-out accuracy   before RL   after RL   gain\n"
+      "                    %-11s %-10s %s%.1f pts\n",
+      absl::StrFormat("%.1f%%", 100.0 * before), absl::StrFormat("%.1f%%", 100.0 * after),
+      gain >= 0 ? "+" : "", gain);
+}
+
+}  // namespace rlpost

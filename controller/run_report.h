@@ -1,0 +1,65 @@
+#pragma once
+// What a run reports: the per-step metrics (one progress line on stdout, one
+// JSON line in metrics.jsonl), the held-out evaluations, the end-of-run
+// summary.json and the before/after table. Pure formatting and file writing;
+// thread-compatible.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace rlpost {
+
+struct StepMetrics {
+  int64_t step = 0;
+  int64_t total_steps = 0;
+  double reward_mean = 0.0;
+  double accuracy = 0.0;           // fraction of samples verified correct
+  double response_len_mean = 0.0;  // generated tokens per sample
+  double tokens_per_sec = 0.0;     // generated tokens / generation seconds
+  double step_seconds = 0.0;
+  double generate_seconds = 0.0;
+  double train_seconds = 0.0;
+  double sync_seconds = 0.0;
+  int64_t groups_kept = 0;
+  int64_t groups_total = 0;
+  int64_t groups_uniform = 0;
+  int64_t samples_trained = 0;
+  bool trained = false;  // false when rejection sampling left nothing to train on
+  int64_t weight_version = 0;
+  // From the learner's TrainResult (zero when !trained).
+  double loss = 0.0;
+  double grad_norm = 0.0;
+  double clip_fraction = 0.0;
+  double approx_kl = 0.0;
+};
+
+// "step 3/40  reward 0.412  acc 0.398  len 38.2  tok/s 5321  kept 12/16  step_s 2.31  v 63"
+std::string FormatProgressLine(const StepMetrics& m);
+// One line of metrics.jsonl (no trailing newline).
+std::string MetricsJsonLine(const StepMetrics& m);
+
+struct RunSummary {
+  std::string run_name;
+  double heldout_accuracy_before = 0.0;
+  double heldout_accuracy_after = 0.0;
+  int64_t heldout_problems = 0;  // problems per evaluation
+  int64_t steps = 0;             // RL steps completed
+  int64_t steps_planned = 0;
+  int64_t sft_steps = 0;
+  int64_t final_weight_version = 0;
+  double wall_seconds = 0.0;
+  bool stopped_early = false;  // the operator stopped the run
+  std::string checkpoint_dir;
+};
+
+std::string SummaryJson(const RunSummary& s);
+// Writes SummaryJson to `path` (replacing it).
+absl::Status WriteSummary(const RunSummary& s, const std::string& path);
+
+// held-out accuracy   before RL   after RL   gain
+//                     31.5%       52.0%      +20.5 pts
+std::string FormatHeldoutTable(double before, double after);
+
+}  // namespace rlpost
