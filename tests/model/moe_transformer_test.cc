@@ -1,6 +1,7 @@
 #include "model/moe_transformer.h"
 
 #include <gtest/gtest.h>
+#include <torch/types.h>
 #include <torch/nn/utils/clip_grad.h>
 
 namespace rlpost {

@@ -1,0 +1,48 @@
+#pragma once
+// The learner's process group over torch c10d (Gloo on CPU): TCPStore
+// rendezvous, gradient all-reduce, and the command channel rank 0 uses to
+// hand batches to the other ranks. Not thread-safe: one caller at a time, and
+// every rank must make the same sequence of collective calls.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace at {
+class Tensor;
+}
+
+namespace rlpost {
+
+struct GroupOptions {
+  int rank = 0;
+  int world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  int timeout_seconds = 86400;  // idle ranks wait for the next batch this long
+};
+
+class ProcessGroupHandle {
+ public:
+  static absl::StatusOr<std::unique_ptr<ProcessGroupHandle>> Connect(const GroupOptions& options);
+  ~ProcessGroupHandle();
+
+  int rank() const;
+  int world_size() const;
+
+  // Sums the tensors across ranks in place.
+  absl::Status AllReduceSum(std::vector<at::Tensor>& tensors);
+  // Rank 0 sends `*bytes`; other ranks receive into it.
+  absl::Status BroadcastBytes(std::string* bytes);
+
+ private:
+  struct Impl;
+  explicit ProcessGroupHandle(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rlpost

@@ -1,0 +1,197 @@
+#include "learner/learner_service.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_util.h"
+#include "common/logging.h"
+#include "common/weight_chunks.h"
+
+namespace rlpost {
+namespace {
+
+// Command channel rank 0 -> other ranks: one tag byte, then the payload.
+constexpr char kTrainTag = 'T';
+constexpr char kStopTag = 'Q';
+
+}  // namespace
+
+absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& config,
+                              const CharTokenizer& tokenizer,
+                              std::vector<TrainExample>* examples, StepOptions* options) {
+  if (batch.objective() != v1::OBJECTIVE_POLICY_GRADIENT && batch.objective() != v1::OBJECTIVE_SFT) {
+    return absl::InvalidArgumentError("TrainBatch.objective must be POLICY_GRADIENT or SFT");
+  }
+  if (batch.samples_size() == 0) return absl::InvalidArgumentError("TrainBatch has no samples");
+  bool pg = batch.objective() == v1::OBJECTIVE_POLICY_GRADIENT;
+  options->objective = pg ? TrainObjective::kPolicyGradient : TrainObjective::kSft;
+  options->lr = pg ? config.rl_lr : config.sft_lr;
+  options->clip_eps = config.rl_clip_eps;
+  options->temperature = pg ? config.rl_temperature : 1.0;
+  options->grad_clip = config.grad_clip;
+  examples->clear();
+  for (int i = 0; i < batch.samples_size(); ++i) {
+    const v1::TrainSample& s = batch.samples(i);
+    TrainExample ex;
+    if (s.prompt_token_ids_size() > 0 || s.response_token_ids_size() > 0) {
+      ex.prompt.assign(s.prompt_token_ids().begin(), s.prompt_token_ids().end());
+      ex.response.assign(s.response_token_ids().begin(), s.response_token_ids().end());
+    } else {
+      auto prompt = tokenizer.Encode(s.prompt_text());
+      auto response = tokenizer.Encode(s.response_text());
+      if (!prompt.ok() || !response.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sample ", i, ": ", (!prompt.ok() ? prompt.status() : response.status()).message()));
+      }
+      ex.prompt.push_back(CharTokenizer::kBos);
+      ex.prompt.insert(ex.prompt.end(), prompt->begin(), prompt->end());
+      ex.response = *response;
+      ex.response.push_back(CharTokenizer::kEos);
+    }
+    if (ex.response.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("sample ", i, " has an empty response"));
+    }
+    if (pg) {
+      if (s.old_logprobs_size() != static_cast<int>(ex.response.size())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sample ", i, ": ", s.old_logprobs_size(), " old_logprobs for ",
+            ex.response.size(), " response tokens"));
+      }
+      ex.old_logprobs.assign(s.old_logprobs().begin(), s.old_logprobs().end());
+      ex.advantage = s.advantage();
+    }
+    examples->push_back(std::move(ex));
+  }
+  return absl::OkStatus();
+}
+
+LearnerServiceImpl::LearnerServiceImpl(Trainer* trainer, ProcessGroupHandle* group,
+                                       const RunConfig& config)
+    : trainer_(trainer), group_(group), config_(config) {
+  Publish();
+}
+
+void LearnerServiceImpl::Publish() {
+  auto weights = std::make_shared<const std::vector<RawTensor>>(trainer_->ExportWeights());
+  std::lock_guard<std::mutex> lock(published_mu_);
+  published_[trainer_->weight_version()] = std::move(weights);
+  while (published_.size() > kRetainedVersions) published_.erase(published_.begin());
+}
+
+grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* /*context*/,
+                                       const v1::TrainBatch* request, v1::TrainResult* response) {
+  std::vector<TrainExample> examples;
+  StepOptions options;
+  absl::Status s = BuildTrainInputs(*request, config_, tokenizer_, &examples, &options);
+  if (!s.ok()) return ToGrpcStatus(s);
+  std::lock_guard<std::mutex> lock(train_mu_);
+  if (request->behavior_version() > trainer_->weight_version()) {
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "batch sampled with weight version ", request->behavior_version(),
+        " but the learner is at ", trainer_->weight_version())));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  if (group_ != nullptr && group_->world_size() > 1) {
+    std::string payload(1, kTrainTag);
+    payload += request->SerializeAsString();
+    s = group_->BroadcastBytes(&payload);
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  absl::StatusOr<StepStats> stats = trainer_->Step(examples, options);
+  if (!stats.ok()) return ToGrpcStatus(stats.status());
+  Publish();
+  ++steps_;
+  response->set_weight_version(stats->weight_version);
+  response->set_loss(static_cast<float>(stats->loss));
+  response->set_grad_norm(static_cast<float>(stats->grad_norm));
+  response->set_clip_fraction(static_cast<float>(stats->clip_fraction));
+  response->set_approx_kl(static_cast<float>(stats->approx_kl));
+  response->set_tokens(stats->tokens);
+  response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  response->set_world_size(group_ != nullptr ? group_->world_size() : 1);
+  return grpc::Status::OK;
+}
+
+grpc::Status LearnerServiceImpl::GetWeights(grpc::ServerContext* context,
+                                            const v1::GetWeightsRequest* request,
+                                            grpc::ServerWriter<v1::WeightChunk>* writer) {
+  std::shared_ptr<const std::vector<RawTensor>> weights;
+  int64_t version = 0;
+  {
+    std::lock_guard<std::mutex> lock(published_mu_);
+    if (request->version() <= 0) {
+      version = published_.rbegin()->first;
+      weights = published_.rbegin()->second;
+    } else {
+      auto it = published_.find(request->version());
+      if (it == published_.end()) {
+        return ToGrpcStatus(absl::NotFoundError(absl::StrCat(
+            "weight version ", request->version(), " is not retained (have ",
+            published_.begin()->first, "..", published_.rbegin()->first, ")")));
+      }
+      version = it->first;
+      weights = it->second;
+    }
+  }
+  for (const v1::WeightChunk& chunk : ChunkWeights(version, *weights, request->chunk_bytes())) {
+    if (context->IsCancelled() || !writer->Write(chunk)) return grpc::Status::CANCELLED;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext* /*context*/,
+                                                const v1::SaveCheckpointRequest* request,
+                                                v1::SaveCheckpointResponse* response) {
+  if (request->directory().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("SaveCheckpoint needs a directory"));
+  }
+  std::lock_guard<std::mutex> lock(train_mu_);
+  absl::Status s = trainer_->SaveCheckpoint(request->directory());
+  if (!s.ok()) return ToGrpcStatus(s);
+  response->set_directory(request->directory());
+  response->set_weight_version(trainer_->weight_version());
+  return grpc::Status::OK;
+}
+
+grpc::Status LearnerServiceImpl::GetInfo(grpc::ServerContext* /*context*/,
+                                         const v1::GetInfoRequest* /*request*/,
+                                         v1::LearnerInfo* response) {
+  std::lock_guard<std::mutex> lock(published_mu_);
+  response->set_weight_version(published_.rbegin()->first);
+  response->set_world_size(group_ != nullptr ? group_->world_size() : 1);
+  response->set_model(trainer_->Describe());
+  response->set_steps(steps_);
+  return grpc::Status::OK;
+}
+
+void LearnerServiceImpl::StopFollowers() {
+  if (group_ == nullptr || group_->world_size() <= 1) return;
+  std::lock_guard<std::mutex> lock(train_mu_);
+  std::string payload(1, kStopTag);
+  absl::Status s = group_->BroadcastBytes(&payload);
+  if (!s.ok()) RLPOST_LOG(WARNING) << "could not stop the other ranks: " << s.message();
+}
+
+absl::Status RunFollower(Trainer* trainer, ProcessGroupHandle* group, const RunConfig& config) {
+  CharTokenizer tokenizer;
+  while (true) {
+    std::string payload;
+    absl::Status s = group->BroadcastBytes(&payload);
+    if (!s.ok()) return s;
+    if (payload.empty() || payload[0] == kStopTag) return absl::OkStatus();
+    v1::TrainBatch batch;
+    if (payload[0] != kTrainTag || !batch.ParseFromString(payload.substr(1))) {
+      return absl::InternalError("malformed command from learner rank 0");
+    }
+    std::vector<TrainExample> examples;
+    StepOptions options;
+    s = BuildTrainInputs(batch, config, tokenizer, &examples, &options);
+    if (!s.ok()) return s;  // rank 0 validated the same batch: cannot happen
+    absl::StatusOr<StepStats> stats = trainer->Step(examples, options);
+    if (!stats.ok()) {
+      RLPOST_LOG(WARNING) << "step failed on rank " << group->rank() << ": " << stats.status();
+    }
+  }
+}
+
+}  // namespace rlpost

@@ -1,0 +1,108 @@
+// rlpost-learner: one learner rank. Rank 0 serves LearnerService; the other
+// ranks follow it over torch c10d (Gloo).
+#include <ATen/Parallel.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "common/grpc_util.h"
+#include "common/logging.h"
+#include "common/run_config.h"
+#include "learner/collective.h"
+#include "learner/learner_service.h"
+#include "learner/trainer.h"
+#include "model/char_tokenizer.h"
+
+namespace {
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace rlpost;
+  InstallShutdownSignals();
+  std::string listen, port_file, config_path, help;
+  std::string rank_s = EnvOr("RANK", "0"), world_s = EnvOr("WORLD_SIZE", ""),
+              master_addr = EnvOr("MASTER_ADDR", "127.0.0.1"),
+              master_port_s = EnvOr("MASTER_PORT", "29500");
+  std::vector<FlagSpec> flags = {
+      {"listen", &listen, "HOST:PORT to serve on (rank 0; port 0 picks a free port)"},
+      {"port-file", &port_file, "write the bound port to this file (rank 0)"},
+      {"config", &config_path, "run config YAML; key=value overrides follow"},
+      {"rank", &rank_s, "this rank (default $RANK or 0)"},
+      {"world-size", &world_s, "number of ranks (default $WORLD_SIZE or learner.world_size)"},
+      {"master-addr", &master_addr, "rendezvous host (default $MASTER_ADDR or 127.0.0.1)"},
+      {"master-port", &master_port_s, "rendezvous port (default $MASTER_PORT or 29500)"},
+      {"help", &help, "show this help"},
+  };
+  std::vector<std::string> overrides;
+  absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  int rank = 0, world = 0, master_port = 0;
+  if (s.ok() && (!absl::SimpleAtoi(rank_s, &rank) || !absl::SimpleAtoi(master_port_s, &master_port) ||
+                 (!world_s.empty() && !absl::SimpleAtoi(world_s, &world)))) {
+    s = absl::InvalidArgumentError("--rank, --world-size and --master-port must be integers");
+  }
+  if (s.ok() && rank == 0 && listen.empty()) s = absl::InvalidArgumentError("--listen is required on rank 0");
+  if (!s.ok()) {
+    std::cerr << "rlpost-learner: " << s.message() << "\n" << FlagUsage("rlpost-learner", flags);
+    return 2;
+  }
+  absl::StatusOr<RunConfig> config = LoadRunConfig(config_path, overrides);
+  if (!config.ok()) {
+    std::cerr << "rlpost-learner: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (world == 0) world = static_cast<int>(config->learner_world_size);
+  SetLogRole("learner[" + std::to_string(rank) + "]");
+  at::set_num_threads(static_cast<int>(config->learner_threads));
+
+  std::unique_ptr<ProcessGroupHandle> group;
+  if (world > 1) {
+    auto g = ProcessGroupHandle::Connect({rank, world, master_addr, master_port});
+    if (!g.ok()) {
+      std::cerr << "rlpost-learner: " << g.status().message() << "\n";
+      return 1;
+    }
+    group = std::move(*g);
+    RLPOST_LOG(INFO) << "joined the learner group as rank " << rank << " of " << world;
+  }
+  CharTokenizer tokenizer;
+  auto trainer = Trainer::Create(*config, tokenizer.vocab_size(), group.get());
+  if (!trainer.ok()) {
+    std::cerr << "rlpost-learner: " << trainer.status().message() << "\n";
+    return 1;
+  }
+
+  if (rank > 0) {
+    // A follower blocks in collectives; on SIGTERM it simply leaves.
+    std::thread([] {
+      WaitForShutdown();
+      std::_Exit(0);
+    }).detach();
+    s = RunFollower(trainer->get(), group.get(), *config);
+    if (!s.ok()) {
+      std::cerr << "rlpost-learner: rank " << rank << ": " << s.message() << "\n";
+      return 1;
+    }
+    return 0;
+  }
+
+  LearnerServiceImpl service(trainer->get(), group.get(), *config);
+  auto host = ServerHost::Start(listen, {&service}, port_file, "rlpost-learner");
+  if (!host.ok()) {
+    std::cerr << "rlpost-learner: " << host.status().message() << "\n";
+    return 1;
+  }
+  RLPOST_LOG(INFO) << "training " << (*trainer)->Describe() << " with " << world << " rank(s)";
+  WaitForShutdown();
+  (*host)->Shutdown();
+  service.StopFollowers();
+  return 0;
+}

@@ -1,0 +1,204 @@
+#include "learner/trainer.h"
+
+#include <ATen/ATen.h>
+#include <torch/types.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/utils.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "learner/collective.h"
+#include "model/moe_transformer.h"
+#include "model/safetensors.h"
+
+namespace rlpost {
+
+struct Trainer::Impl {
+  Impl(const ModelConfig& config, const RunConfig& run)
+      : model(config),
+        optimizer(model->parameters(),
+                  torch::optim::AdamWOptions(run.rl_lr)
+                      .betas({0.9, 0.99})
+                      .weight_decay(run.weight_decay)) {}
+  MoeTransformer model;
+  torch::optim::AdamW optimizer;
+  ProcessGroupHandle* group = nullptr;
+  int64_t version = 0;
+  int64_t steps = 0;
+};
+
+Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Trainer::~Trainer() = default;
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const RunConfig& config,
+                                                         int64_t vocab_size,
+                                                         ProcessGroupHandle* group) {
+  try {
+    auto impl = std::make_unique<Impl>(ModelConfig::FromShape(config.model, vocab_size), config);
+    impl->group = group;
+    impl->model->train();
+    return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("cannot build the policy: ", e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
+                                        const StepOptions& options) {
+  const int rank = impl_->group != nullptr ? impl_->group->rank() : 0;
+  const int world = impl_->group != nullptr ? impl_->group->world_size() : 1;
+  const ModelConfig& config = impl_->model->config();
+  int64_t global_tokens = 0;
+  for (const TrainExample& ex : batch) {
+    if (ex.prompt.empty()) return absl::InvalidArgumentError("training example with empty prompt");
+    if (options.objective == TrainObjective::kPolicyGradient &&
+        ex.old_logprobs.size() != ex.response.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "policy-gradient example has ", ex.response.size(), " response tokens but ",
+          ex.old_logprobs.size(), " old logprobs"));
+    }
+    if (static_cast<int64_t>(ex.prompt.size() + ex.response.size()) > config.max_seq_len) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "training example of ", ex.prompt.size() + ex.response.size(),
+          " tokens exceeds the context of ", config.max_seq_len));
+    }
+    for (int id : ex.prompt) {
+      if (id < 0 || id >= config.vocab_size) return absl::InvalidArgumentError("token id outside the vocabulary");
+    }
+    for (int id : ex.response) {
+      if (id < 0 || id >= config.vocab_size) return absl::InvalidArgumentError("token id outside the vocabulary");
+    }
+    global_tokens += static_cast<int64_t>(ex.response.size());
+  }
+  if (global_tokens == 0) return absl::InvalidArgumentError("batch has no response tokens");
+
+  StepStats stats;
+  stats.tokens = global_tokens;
+  try {
+    for (auto& group : impl_->optimizer.param_groups()) {
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(options.lr);
+    }
+    impl_->optimizer.zero_grad();
+    std::vector<const TrainExample*> mine;
+    for (size_t i = rank; i < batch.size(); i += static_cast<size_t>(world)) mine.push_back(&batch[i]);
+
+    // [loss_sum, clipped, kl_sum] over this rank's tokens.
+    at::Tensor local = at::zeros({3}, at::kDouble);
+    if (!mine.empty()) {
+      std::vector<std::vector<int>> seqs;
+      for (const TrainExample* ex : mine) {
+        std::vector<int> s = ex->prompt;
+        s.insert(s.end(), ex->response.begin(), ex->response.end());
+        seqs.push_back(std::move(s));
+      }
+      PaddedBatch pb = LeftPad(seqs);
+      int64_t b = pb.tokens.size(0), t = pb.tokens.size(1);
+      ForwardOutput out = impl_->model->Forward(pb.tokens, pb.positions, pb.mask, nullptr);
+      at::Tensor logits = out.logits.narrow(1, 0, t - 1);
+      if (options.temperature > 0 && options.temperature != 1.0) logits = logits / options.temperature;
+      at::Tensor logp_all = at::log_softmax(logits, -1);
+      at::Tensor target = pb.tokens.narrow(1, 1, t - 1);
+      at::Tensor logp = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1);  // [B, T-1]
+
+      at::Tensor resp_mask = at::zeros({b, t - 1}, at::kFloat);
+      at::Tensor old = at::zeros({b, t - 1}, at::kFloat);
+      at::Tensor adv = at::zeros({b, 1}, at::kFloat);
+      auto m = resp_mask.accessor<float, 2>();
+      auto o = old.accessor<float, 2>();
+      auto a = adv.accessor<float, 2>();
+      for (int64_t i = 0; i < b; ++i) {
+        const TrainExample& ex = *mine[i];
+        int64_t pad = t - static_cast<int64_t>(seqs[i].size());
+        int64_t first = pad + static_cast<int64_t>(ex.prompt.size()) - 1;  // predicts response[0]
+        for (size_t j = 0; j < ex.response.size(); ++j) {
+          m[i][first + j] = 1.0f;
+          if (options.objective == TrainObjective::kPolicyGradient) o[i][first + j] = ex.old_logprobs[j];
+        }
+        a[i][0] = ex.advantage;
+      }
+      at::Tensor token_loss;
+      if (options.objective == TrainObjective::kSft) {
+        token_loss = -logp;
+      } else {
+        at::Tensor log_ratio = logp - old;
+        at::Tensor ratio = at::exp(log_ratio);
+        at::Tensor surr1 = ratio * adv;
+        at::Tensor surr2 = at::clamp(ratio, 1.0 - options.clip_eps, 1.0 + options.clip_eps) * adv;
+        token_loss = -at::min(surr1, surr2);
+        torch::NoGradGuard no_grad;
+        at::Tensor clipped = (surr2 < surr1).to(at::kFloat) * resp_mask;
+        at::Tensor neg = -log_ratio.detach();
+        at::Tensor k3 = (at::exp(neg) - 1.0 - neg) * resp_mask;
+        local[1] = clipped.sum().to(at::kDouble);
+        local[2] = k3.sum().to(at::kDouble);
+      }
+      at::Tensor loss_sum = (token_loss * resp_mask).sum();
+      local[0] = loss_sum.detach().to(at::kDouble);
+      at::Tensor loss = loss_sum / static_cast<double>(global_tokens) +
+                        options.aux_loss_coef * out.aux_loss / static_cast<double>(world);
+      loss.backward();
+    }
+
+    std::vector<at::Tensor> grads;
+    for (at::Tensor& p : impl_->model->parameters()) {
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    if (world > 1) {
+      grads.push_back(local);
+      absl::Status s = impl_->group->AllReduceSum(grads);
+      if (!s.ok()) return s;
+    }
+    if (options.grad_clip > 0) {
+      stats.grad_norm = torch::nn::utils::clip_grad_norm_(impl_->model->parameters(), options.grad_clip);
+    } else {
+      stats.grad_norm = torch::nn::utils::clip_grad_norm_(impl_->model->parameters(), 1e30);
+    }
+    if (!std::isfinite(stats.grad_norm)) {
+      impl_->optimizer.zero_grad();
+      return absl::InternalError("non-finite gradient norm; step skipped");
+    }
+    impl_->optimizer.step();
+    auto l = local.accessor<double, 1>();
+    stats.loss = l[0] / static_cast<double>(global_tokens);
+    stats.clip_fraction = l[1] / static_cast<double>(global_tokens);
+    stats.approx_kl = l[2] / static_cast<double>(global_tokens);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("training step failed: ", e.what_without_backtrace()));
+  }
+  ++impl_->version;
+  ++impl_->steps;
+  stats.weight_version = impl_->version;
+  return stats;
+}
+
+int64_t Trainer::weight_version() const { return impl_->version; }
+
+std::vector<RawTensor> Trainer::ExportWeights() const { return impl_->model->ExportWeights(); }
+
+std::string Trainer::Describe() const { return impl_->model->config().Describe(); }
+
+absl::Status Trainer::SaveCheckpoint(const std::string& dir) const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create '", dir, "': ", ec.message()));
+  absl::Status s = WriteSafetensors(dir + "/model.safetensors", ExportWeights());
+  if (!s.ok()) return s;
+  {
+    std::ofstream out(dir + "/config.json");
+    out << impl_->model->config().ToConfigJson() << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", dir, "/config.json"));
+  }
+  nlohmann::json state = {{"weight_version", impl_->version}, {"optimizer_steps", impl_->steps}};
+  std::ofstream out(dir + "/trainer_state.json");
+  out << state.dump(2) << "\n";
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", dir, "/trainer_state.json"));
+  return absl::OkStatus();
+}
+
+}  // namespace rlpost

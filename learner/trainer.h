@@ -1,0 +1,76 @@
+#pragma once
+// The policy trainer: PPO-clipped policy-gradient (GRPO when advantages are
+// group-normalised rewards) and SFT steps on the MoE policy with AdamW, over
+// one or more data-parallel ranks. Plain types in the API; LibTorch inside.
+//
+// Every rank holds a Trainer with identical initial weights and calls Step()
+// with the same global batch; rank r trains on examples r, r+N, r+2N, ...
+// and gradients are summed across ranks, each rank's loss being divided by
+// the global token count, so N ranks compute exactly the gradient of one rank
+// over the whole batch. Not thread-safe: one caller at a time.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/run_config.h"
+#include "model/raw_tensor.h"
+
+namespace rlpost {
+
+class ProcessGroupHandle;  // learner/collective.h
+
+struct TrainExample {
+  std::vector<int> prompt;          // BOS + prompt tokens
+  std::vector<int> response;        // generated (or reference) tokens
+  std::vector<float> old_logprobs;  // PG: logprobs under the sampling policy
+  float advantage = 0.0f;           // PG: per-sequence advantage
+};
+
+enum class TrainObjective { kPolicyGradient, kSft };
+
+struct StepOptions {
+  TrainObjective objective = TrainObjective::kPolicyGradient;
+  double lr = 1e-3;
+  double clip_eps = 0.2;
+  double temperature = 1.0;     // logits are divided by it, as when sampling
+  double aux_loss_coef = 0.01;  // MoE load balancing
+  double grad_clip = 1.0;       // 0 = off
+};
+
+struct StepStats {
+  double loss = 0.0;           // mean per-token loss over the global batch
+  double grad_norm = 0.0;
+  double clip_fraction = 0.0;  // PG: fraction of tokens whose ratio was clipped
+  double approx_kl = 0.0;      // PG: k3 estimate of KL(old || new)
+  int64_t tokens = 0;          // response tokens in the global batch
+  int64_t weight_version = 0;  // version after the step
+};
+
+class Trainer {
+ public:
+  // `group` may be null (single rank); not owned.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const RunConfig& config,
+                                                         int64_t vocab_size,
+                                                         ProcessGroupHandle* group);
+  ~Trainer();
+
+  absl::StatusOr<StepStats> Step(const std::vector<TrainExample>& batch,
+                                 const StepOptions& options);
+
+  int64_t weight_version() const;
+  std::vector<RawTensor> ExportWeights() const;
+  std::string Describe() const;
+  // Writes config.json, model.safetensors and trainer_state.json into dir.
+  absl::Status SaveCheckpoint(const std::string& dir) const;
+
+ private:
+  struct Impl;
+  explicit Trainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rlpost

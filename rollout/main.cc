@@ -1,0 +1,57 @@
+// rlpost-rollout: a rollout worker serving RolloutService.
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/str_split.h"
+#include "common/grpc_util.h"
+#include "common/logging.h"
+#include "common/run_config.h"
+#include "model/char_tokenizer.h"
+#include "rollout/engine.h"
+#include "rollout/rollout_service.h"
+
+int main(int argc, char** argv) {
+  using namespace rlpost;
+  InstallShutdownSignals();
+  SetLogRole("rollout");
+  std::string listen, port_file, config_path, help;
+  std::vector<FlagSpec> flags = {
+      {"listen", &listen, "HOST:PORT to serve on (port 0 picks a free port)"},
+      {"port-file", &port_file, "write the bound port to this file"},
+      {"config", &config_path, "run config YAML (model shape, threads); key=value overrides follow"},
+      {"help", &help, "show this help"},
+  };
+  std::vector<std::string> overrides;
+  absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  if (!s.ok() || listen.empty()) {
+    std::cerr << "rlpost-rollout: " << (s.ok() ? "--listen is required" : s.message()) << "\n"
+              << FlagUsage("rlpost-rollout", flags);
+    return 2;
+  }
+  absl::StatusOr<RunConfig> config = LoadRunConfig(config_path, overrides);
+  if (!config.ok()) {
+    std::cerr << "rlpost-rollout: " << config.status().message() << "\n";
+    return 2;
+  }
+  at::set_num_threads(static_cast<int>(config->rollout_threads));
+  CharTokenizer tokenizer;
+  absl::StatusOr<std::unique_ptr<PolicyEngine>> engine =
+      PolicyEngine::Create(config->model, tokenizer.vocab_size());
+  if (!engine.ok()) {
+    std::cerr << "rlpost-rollout: " << engine.status().message() << "\n";
+    return 1;
+  }
+  RolloutServiceImpl service(engine->get());
+  auto host = ServerHost::Start(listen, {&service}, port_file, "rlpost-rollout");
+  if (!host.ok()) {
+    std::cerr << "rlpost-rollout: " << host.status().message() << "\n";
+    return 1;
+  }
+  RLPOST_LOG(INFO) << "serving " << (*engine)->Describe() << " at weight version "
+                   << (*engine)->weight_version();
+  WaitForShutdown();
+  (*host)->Shutdown();
+  return 0;
+}
