@@ -1,0 +1,111 @@
+#pragma once
+// In-process fakes of the rollout, verifier and learner services, served over
+// real gRPC on 127.0.0.1:0, for testing the controller's run loop.
+//
+// FakeRollout answers "a+b=" prompts with deterministic completions ending in
+// \boxed{...}: right or wrong depending on the sample seed (or always right in
+// kAllCorrect mode), and records the versions it receives. FakeVerifier
+// compares the last \boxed{} with the reference. FakeLearner bumps its version
+// on every Train call and serves two tensors of that version with real
+// CRC-32C checksums. All are thread-safe.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_util.h"
+#include "rlpost/v1/learner.grpc.pb.h"
+#include "rlpost/v1/rollout.grpc.pb.h"
+#include "rlpost/v1/verifier.grpc.pb.h"
+
+namespace rlpost::testing {
+
+class FakeRollout final : public v1::RolloutService::Service {
+ public:
+  enum class Mode { kMixed, kAllCorrect, kFailGenerate };
+  explicit FakeRollout(Mode mode = Mode::kMixed) : mode_(mode) {}
+
+  grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                        grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  grpc::Status UpdateWeights(grpc::ServerContext* context,
+                             grpc::ServerReader<v1::WeightChunk>* reader,
+                             v1::UpdateWeightsResponse* response) override;
+  grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
+                       v1::RolloutInfo* response) override;
+
+  int64_t version() const;
+  std::vector<int64_t> received_versions() const;
+  int64_t generate_calls() const;
+
+ private:
+  const Mode mode_;
+  mutable absl::Mutex mu_;
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int64_t> received_ ABSL_GUARDED_BY(mu_);
+  int64_t generate_calls_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class FakeVerifier final : public v1::VerifierService::Service {
+ public:
+  grpc::Status Verify(grpc::ServerContext* context, const v1::VerifyRequest* request,
+                      v1::VerifyResponse* response) override;
+  grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
+                       v1::VerifierInfo* response) override;
+};
+
+class FakeLearner final : public v1::LearnerService::Service {
+ public:
+  // Called inside Train (on a gRPC thread) before the step is applied; tests
+  // use it to pause or stop the run at a known step.
+  using TrainHook = std::function<void(const v1::TrainBatch&)>;
+  void set_train_hook(TrainHook hook);
+
+  grpc::Status Train(grpc::ServerContext* context, const v1::TrainBatch* request,
+                     v1::TrainResult* response) override;
+  grpc::Status GetWeights(grpc::ServerContext* context, const v1::GetWeightsRequest* request,
+                          grpc::ServerWriter<v1::WeightChunk>* writer) override;
+  grpc::Status SaveCheckpoint(grpc::ServerContext* context,
+                              const v1::SaveCheckpointRequest* request,
+                              v1::SaveCheckpointResponse* response) override;
+  grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
+                       v1::LearnerInfo* response) override;
+
+  int64_t version() const;
+  std::vector<v1::TrainBatch> batches() const;
+  std::string checkpoint_dir() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<v1::TrainBatch> batches_ ABSL_GUARDED_BY(mu_);
+  std::string checkpoint_dir_ ABSL_GUARDED_BY(mu_);
+  TrainHook hook_ ABSL_GUARDED_BY(mu_);
+};
+
+// A rollout fleet, a verifier and a learner, each on its own server.
+class FakeCluster {
+ public:
+  explicit FakeCluster(int rollouts, FakeRollout::Mode mode = FakeRollout::Mode::kMixed);
+  ~FakeCluster();
+
+  std::vector<std::string> rollout_addresses() const;
+  std::string verifier_address() const { return verifier_host_->address(); }
+  std::string learner_address() const { return learner_host_->address(); }
+
+  std::vector<std::unique_ptr<FakeRollout>> rollouts;
+  FakeVerifier verifier;
+  FakeLearner learner;
+
+ private:
+  std::vector<std::unique_ptr<ServerHost>> rollout_hosts_;
+  std::unique_ptr<ServerHost> verifier_host_;
+  std::unique_ptr<ServerHost> learner_host_;
+};
+
+// The last \boxed{...} of `text`, or "" when there is none.
+std::string LastBoxed(const std::string& text);
+
+}  // namespace rlpost::testing
