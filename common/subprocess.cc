@@ -22,6 +22,12 @@ Subprocess::~Subprocess() {
 
 absl::Status Subprocess::Start(const std::vector<std::string>& argv,
                                const std::string& log_path) {
+  return StartWithOutput(argv, log_path, log_path);
+}
+
+absl::Status Subprocess::StartWithOutput(const std::vector<std::string>& argv,
+                                         const std::string& stdout_path,
+                                         const std::string& stderr_path) {
   if (argv.empty()) return absl::InvalidArgumentError("empty argv");
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -37,14 +43,19 @@ absl::Status Subprocess::Start(const std::vector<std::string>& argv,
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (!log_path.empty()) {
-      int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-      }
+    int out_fd = -1;
+    if (!stdout_path.empty()) {
+      out_fd = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO);
     }
+    if (!stderr_path.empty()) {
+      int err_fd = stderr_path == stdout_path
+                       ? out_fd
+                       : open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (err_fd >= 0) dup2(err_fd, STDERR_FILENO);
+      if (err_fd > STDERR_FILENO && err_fd != out_fd) close(err_fd);
+    }
+    if (out_fd > STDERR_FILENO) close(out_fd);
     execv(args[0], args.data());
     _exit(127);
   }

@@ -27,6 +27,10 @@ class Subprocess {
   // Starts argv[0] (a path) with `argv`. Output goes to `log_path` when not
   // empty (appended), else is inherited.
   absl::Status Start(const std::vector<std::string>& argv, const std::string& log_path = "");
+  // Like Start, with stdout and stderr sent to separate files (appended); an
+  // empty path leaves that stream inherited.
+  absl::Status StartWithOutput(const std::vector<std::string>& argv,
+                               const std::string& stdout_path, const std::string& stderr_path);
 
   pid_t pid() const { return pid_; }
   bool running();
