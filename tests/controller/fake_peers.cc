@@ -1,6 +1,8 @@
 #include "tests/controller/fake_peers.h"
 
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -49,10 +51,16 @@ std::string LastBoxed(const std::string& text) {
   return text.substr(begin, end - begin);
 }
 
-grpc::Status FakeRollout::Generate(grpc::ServerContext*, const v1::GenerateRequest* request,
+grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
+                                   const v1::GenerateRequest* request,
                                    grpc::ServerWriter<v1::GenerateResponse>* writer) {
   if (mode_ == Mode::kFailGenerate) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake rollout: engine crashed");
+  }
+  if (mode_ == Mode::kHang) {
+    // Polls: the sync API has no cancellation callback.
+    while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
   }
   int64_t version;
   {

@@ -25,7 +25,8 @@ namespace rlpost::testing {
 
 class FakeRollout final : public v1::RolloutService::Service {
  public:
-  enum class Mode { kMixed, kAllCorrect, kFailGenerate };
+  // kHang: Generate blocks until the call is cancelled.
+  enum class Mode { kMixed, kAllCorrect, kFailGenerate, kHang };
   explicit FakeRollout(Mode mode = Mode::kMixed) : mode_(mode) {}
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,

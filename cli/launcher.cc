@@ -1,0 +1,259 @@
+#include "cli/launcher.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/config.h"
+#include "common/grpc_util.h"
+
+namespace rlpost {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::chrono::milliseconds kPortWait{60000};
+constexpr std::chrono::milliseconds kStopGrace{5000};
+constexpr int kTailLines = 20;
+
+std::string FileName(const std::string& name) {
+  // "learner[0]" -> "learner-0"
+  std::string out;
+  for (char c : name) {
+    if (c == '[') {
+      out += '-';
+    } else if (c != ']') {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<int> PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return absl::UnavailableError("cannot find a free port on 127.0.0.1");
+  }
+  close(fd);
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+Launcher::Launcher(std::string bin_dir, std::ostream* out, std::ostream* err)
+    : bin_dir_(std::move(bin_dir)), out_(out), err_(err) {}
+
+Launcher::~Launcher() { StopAll(); }
+
+std::string Launcher::Tail(const std::string& path, int lines) const {
+  std::ifstream in(path);
+  std::deque<std::string> last;
+  std::string line;
+  while (std::getline(in, line)) {
+    last.push_back(line);
+    if (static_cast<int>(last.size()) > lines) last.pop_front();
+  }
+  std::string out;
+  for (const std::string& l : last) absl::StrAppend(&out, "  | ", l, "\n");
+  return out;
+}
+
+absl::Status Launcher::StartChild(const std::string& name, const std::string& binary,
+                                  std::vector<std::string> args, bool serves, bool log_stdout) {
+  Child child;
+  child.name = name;
+  child.log_path = (fs::path(logs_dir_) / (FileName(name) + ".log")).string();
+  std::vector<std::string> argv = {(fs::path(bin_dir_) / binary).string()};
+  if (serves) {
+    child.port_file = (fs::path(ports_dir_) / (FileName(name) + ".port")).string();
+    argv.insert(argv.end(), {"--listen", "127.0.0.1:0", "--port-file", child.port_file});
+  }
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.end(), child_args_.begin(), child_args_.end());
+  child.process = std::make_unique<Subprocess>();
+  absl::Status s = log_stdout ? child.process->Start(argv, child.log_path)
+                              : child.process->StartWithOutput(argv, "", child.log_path);
+  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("cannot start ", name, ": ", s.message()));
+  children_.push_back(std::move(child));
+  return absl::OkStatus();
+}
+
+absl::Status Launcher::WaitForPorts(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    bool all = true;
+    for (Child& c : children_) {
+      if (c.port_file.empty() || c.port > 0) continue;
+      absl::StatusOr<int> port =
+          WaitForPortFile(c.port_file, c.process.get(), c.name, std::chrono::milliseconds(0));
+      if (port.ok()) {
+        c.port = *port;
+      } else {
+        all = false;
+      }
+    }
+    // Any child that exits while the others start up fails the launch.
+    for (Child& c : children_) {
+      if (!c.process->running()) {
+        return absl::UnavailableError(absl::StrCat(
+            c.name, " exited with status ", c.process->exit_code(),
+            " while starting; see ", c.log_path, "\n", Tail(c.log_path, kTailLines)));
+      }
+    }
+    if (all) return absl::OkStatus();
+    if (ShutdownRequested()) return absl::CancelledError("interrupted");
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::string missing;
+      for (const Child& c : children_) {
+        if (!c.port_file.empty() && c.port == 0) {
+          absl::StrAppend(&missing, " ", c.name, " (log ", c.log_path, ")");
+        }
+      }
+      return absl::DeadlineExceededError(absl::StrCat("no port reported within ",
+                                                      timeout.count() / 1000, " s by:", missing));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void Launcher::StopAll() {
+  for (Child& c : children_) c.process->Signal(SIGTERM);
+  for (Child& c : children_) c.process->Stop(kStopGrace);
+  children_.clear();
+}
+
+int Launcher::Train(const std::string& config_path, const std::vector<std::string>& overrides) {
+  // 1. The config, checked before anything starts.
+  absl::StatusOr<Config> raw = Config::Load(RunConfigSchema(), config_path, overrides);
+  absl::StatusOr<RunConfig> config =
+      raw.ok() ? ParseRunConfig(*raw) : absl::StatusOr<RunConfig>(raw.status());
+  if (!config.ok()) {
+    *err_ << "rlpost: " << config.status().message() << "\n";
+    return kLaunchUsage;
+  }
+  for (const char* binary : {"rlpost-verifier", "rlpost-learner", "rlpost-rollout",
+                             "rlpost-controller"}) {
+    const fs::path path = fs::path(bin_dir_) / binary;
+    if (access(path.c_str(), X_OK) != 0) {
+      *err_ << "rlpost: " << path.string() << " not found or not executable (build every "
+            << "target first: make build)\n";
+      return kLaunchFailed;
+    }
+  }
+
+  // 2. The run folder.
+  const fs::path run_dir = fs::path(config->output_dir) / config->name;
+  logs_dir_ = (run_dir / "logs").string();
+  ports_dir_ = (run_dir / "ports").string();
+  std::error_code ec;
+  fs::create_directories(logs_dir_, ec);
+  if (!ec) fs::create_directories(ports_dir_, ec);
+  if (ec) {
+    *err_ << "rlpost: cannot create " << run_dir.string() << ": " << ec.message() << "\n";
+    return kLaunchFailed;
+  }
+  for (const fs::path& dir : {fs::path(logs_dir_), fs::path(ports_dir_)}) {
+    for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) fs::remove(e.path(), ec);
+  }
+  std::ofstream(run_dir / "config.yaml", std::ios::trunc) << raw->ToYaml();
+  child_args_.clear();
+  if (!config_path.empty()) child_args_ = {"--config", config_path};
+  child_args_.insert(child_args_.end(), overrides.begin(), overrides.end());
+
+  *out_ << "rlpost: run '" << config->name << "': outputs in " << run_dir.string()
+        << ", logs in " << logs_dir_ << "\n"
+        << std::flush;
+
+  // 3. Workers, each on a free port of its choosing.
+  auto fail = [&](const absl::Status& s) {
+    if (absl::IsCancelled(s) || ShutdownRequested()) {
+      *err_ << "rlpost: interrupted; stopping every process\n";
+      StopAll();
+      return kLaunchInterrupted;
+    }
+    *err_ << "rlpost: " << s.message() << "\n";
+    StopAll();
+    return kLaunchFailed;
+  };
+  absl::StatusOr<int> master_port = PickFreePort();
+  if (!master_port.ok()) return fail(master_port.status());
+  absl::Status s = StartChild("verifier", "rlpost-verifier", {}, /*serves=*/true, true);
+  for (int64_t rank = 0; s.ok() && rank < config->learner_world_size; ++rank) {
+    s = StartChild(absl::StrCat("learner[", rank, "]"), "rlpost-learner",
+                   {"--rank", absl::StrCat(rank), "--world-size",
+                    absl::StrCat(config->learner_world_size), "--master-addr", "127.0.0.1",
+                    "--master-port", absl::StrCat(*master_port)},
+                   /*serves=*/rank == 0, true);
+  }
+  for (int64_t i = 0; s.ok() && i < config->rollout_workers; ++i) {
+    s = StartChild(absl::StrCat("rollout[", i, "]"), "rlpost-rollout", {}, /*serves=*/true, true);
+  }
+  if (s.ok()) s = WaitForPorts(kPortWait);
+  if (!s.ok()) return fail(s);
+
+  std::vector<std::string> rollouts;
+  std::string verifier, learner;
+  for (const Child& c : children_) {
+    const std::string address = absl::StrCat("127.0.0.1:", c.port);
+    if (c.name == "verifier") verifier = address;
+    if (c.name == "learner[0]") learner = address;
+    if (c.name.rfind("rollout[", 0) == 0) rollouts.push_back(address);
+    *out_ << absl::StrFormat("rlpost:   %-12s %-18s pid %-7d log %s\n", c.name,
+                             c.port > 0 ? address
+                                        : absl::StrCat("(rendezvous :", *master_port, ")"),
+                             c.process->pid(), c.log_path);
+  }
+  *out_ << std::flush;
+
+  // 4. The controller runs the job; its stdout is the user's.
+  s = StartChild("controller", "rlpost-controller",
+                 {"--rollout", absl::StrJoin(rollouts, ","), "--verifier", verifier, "--learner",
+                  learner},
+                 /*serves=*/true, /*log_stdout=*/false);
+  if (!s.ok()) return fail(s);
+  Child* controller = &children_.back();
+  s = WaitForPorts(kPortWait);
+  // A controller that already exited is reported below, with its log.
+  if (!s.ok() && controller->process->running()) return fail(s);
+  if (s.ok()) {
+    *out_ << "rlpost:   controller   127.0.0.1:" << controller->port << "  (rlctl --addr 127.0.0.1:"
+          << controller->port << " status)\n"
+          << std::flush;
+  }
+  while (controller->process->running()) {
+    if (ShutdownRequested()) {
+      *err_ << "rlpost: interrupted; stopping every process\n";
+      StopAll();
+      return kLaunchInterrupted;
+    }
+    controller->process->Wait(std::chrono::milliseconds(100));
+  }
+  const int code = controller->process->exit_code();
+  const std::string controller_log = controller->log_path;
+  StopAll();
+  if (code != 0) {
+    *err_ << "rlpost: the controller exited with status " << code << "; last lines of "
+          << controller_log << ":\n"
+          << Tail(controller_log, kTailLines) << "rlpost: every log is in " << logs_dir_ << "\n";
+  }
+  return code;
+}
+
+}  // namespace rlpost

@@ -1,0 +1,71 @@
+#pragma once
+// The local launcher behind `rlpost train`: starts a verifier, the learner
+// ranks and the rollout workers on loopback (free ports, port files), then the
+// controller with their addresses; passes the controller's progress lines
+// through; and stops every child at the end, on error and on SIGINT/SIGTERM.
+// Children die with the launcher even if it is killed (PR_SET_PDEATHSIG).
+//
+// Not thread-safe: one Launcher drives one job from the main thread. It polls
+// ShutdownRequested() (common/grpc_util.h), so main must call
+// InstallShutdownSignals() first.
+
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/run_config.h"
+#include "common/subprocess.h"
+
+namespace rlpost {
+
+// Exit statuses of `rlpost train` besides the controller's own.
+inline constexpr int kLaunchFailed = 1;   // a process could not start
+inline constexpr int kLaunchUsage = 2;    // bad arguments or config; nothing started
+inline constexpr int kLaunchInterrupted = 130;
+
+class Launcher {
+ public:
+  // `bin_dir` holds rlpost-controller, rlpost-rollout, rlpost-verifier and
+  // rlpost-learner. Messages go to `out` (progress) and `err` (errors).
+  Launcher(std::string bin_dir, std::ostream* out, std::ostream* err);
+  ~Launcher();  // stops any child still running
+
+  // Runs `rlpost train --config <config_path> <overrides...>` and returns its
+  // exit status: the controller's (0 when the run finished), kLaunchUsage for
+  // a bad config, kLaunchFailed when a process could not start,
+  // kLaunchInterrupted after SIGINT/SIGTERM.
+  int Train(const std::string& config_path, const std::vector<std::string>& overrides);
+
+ private:
+  struct Child {
+    std::string name;      // "verifier", "learner[0]", "rollout[1]", "controller"
+    std::string log_path;
+    std::string port_file;  // empty: the child serves no gRPC
+    int port = 0;
+    std::unique_ptr<Subprocess> process;
+  };
+
+  absl::Status StartChild(const std::string& name, const std::string& binary,
+                          std::vector<std::string> args, bool serves, bool log_stdout);
+  // Waits until every child with a port file has written it.
+  absl::Status WaitForPorts(std::chrono::milliseconds timeout);
+  // SIGTERM to every child, a grace period, then SIGKILL.
+  void StopAll();
+  std::string Tail(const std::string& path, int lines) const;
+
+  std::string bin_dir_;
+  std::ostream* out_;
+  std::ostream* err_;
+  std::string logs_dir_;
+  std::string ports_dir_;
+  std::vector<std::string> child_args_;  // --config FILE key=value ...
+  std::vector<Child> children_;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago (for the learners'
+// rendezvous, which cannot use port 0).
+absl::StatusOr<int> PickFreePort();
+
+}  // namespace rlpost

@@ -1,0 +1,179 @@
+#include "cli/rlctl.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <functional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/grpc_util.h"
+#include "rlpost/v1/control.grpc.pb.h"
+
+namespace rlpost {
+namespace {
+
+std::string Percent(double fraction) { return absl::StrFormat("%.1f%%", 100.0 * fraction); }
+
+bool EvaluatedBefore(v1::RunState state) {
+  return state == v1::RUN_STATE_RUNNING || state == v1::RUN_STATE_PAUSED ||
+         state == v1::RUN_STATE_STOPPING || state == v1::RUN_STATE_FINISHED;
+}
+
+}  // namespace
+
+std::string RunStateName(v1::RunState state) {
+  std::string name = v1::RunState_Name(state);
+  const std::string prefix = "RUN_STATE_";
+  return absl::StartsWith(name, prefix) ? name.substr(prefix.size()) : name;
+}
+
+std::string RlctlUsage() {
+  return "usage: rlctl [--addr HOST:PORT] [--timeout SECONDS] COMMAND\n"
+         "\n"
+         "Operator CLI for a running rlpost controller (the address is printed by\n"
+         "`rlpost train` and by rlpost-controller at start).\n"
+         "\n"
+         "commands:\n"
+         "  status   run name, state, step, weight version, metrics and workers\n"
+         "  pause    finish the current step, then wait (idempotent)\n"
+         "  resume   continue a paused run\n"
+         "  stop     finish the current step, evaluate, write the summary, end the run\n"
+         "\n"
+         "flags:\n"
+         "  --addr HOST:PORT    controller address (default: $RLCTL_ADDR)\n"
+         "  --timeout SECONDS   deadline of the call (default 10)\n"
+         "\n"
+         "exit status:\n"
+         "  0  success\n"
+         "  1  the controller refused or failed the request (message on stderr),\n"
+         "     e.g. pause when no run is loaded or the run has ended\n"
+         "  2  usage error\n"
+         "  3  controller unreachable at the address (or no answer within --timeout)\n";
+}
+
+std::string FormatRunStatus(const v1::RunStatus& s) {
+  std::string out;
+  const v1::RunState state = s.state();
+  absl::StrAppend(&out, "run        ", s.run_name().empty() ? "(none)" : s.run_name(), "\n");
+  absl::StrAppend(&out, "state      ", RunStateName(state), "\n");
+  if (state != v1::RUN_STATE_IDLE) {
+    absl::StrAppend(&out, "step       ", s.step(), "/", s.total_steps(), "\n");
+    absl::StrAppend(&out, "version    ", s.weight_version(), "\n");
+    if (s.step() > 0) {
+      absl::StrAppend(&out, absl::StrFormat("reward     %.3f\n", s.reward_mean()));
+      absl::StrAppend(&out, absl::StrFormat("accuracy   %.3f\n", s.accuracy()));
+    }
+    if (EvaluatedBefore(state)) {
+      absl::StrAppend(&out, "held-out   before RL ", Percent(s.heldout_accuracy_before()));
+      if (state == v1::RUN_STATE_FINISHED) {
+        absl::StrAppend(&out, "  after RL ", Percent(s.heldout_accuracy_after()));
+      }
+      absl::StrAppend(&out, "\n");
+    }
+  }
+  if (!s.message().empty()) absl::StrAppend(&out, "message    ", s.message(), "\n");
+  if (s.workers_size() > 0) {
+    absl::StrAppend(&out, "workers    ", s.workers_size(), "\n");
+    for (const v1::WorkerStatus& w : s.workers()) {
+      absl::StrAppend(&out, absl::StrFormat("  %-9s %-22s v%-6d %s\n", w.role(), w.address(),
+                                            w.weight_version(),
+                                            w.healthy() ? "healthy" : "unhealthy"));
+    }
+  }
+  return out;
+}
+
+int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
+             std::ostream& out, std::ostream& err) {
+  std::string addr = env_addr;
+  std::string timeout_text = "10";
+  std::vector<std::string> commands;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--help" || arg == "-h" || arg == "help") {
+      out << RlctlUsage();
+      return kRlctlOk;
+    }
+    std::string name, value;
+    bool has_value = false;
+    if (absl::StartsWith(arg, "--")) {
+      name = arg.substr(2);
+      size_t eq = name.find('=');
+      if (eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        has_value = true;
+      }
+      if (name != "addr" && name != "timeout") {
+        err << "rlctl: unknown flag '--" << name << "'\n" << RlctlUsage();
+        return kRlctlUsage;
+      }
+      if (!has_value) {
+        if (i + 1 >= args.size()) {
+          err << "rlctl: flag '--" << name << "' needs a value\n";
+          return kRlctlUsage;
+        }
+        value = args[++i];
+      }
+      (name == "addr" ? addr : timeout_text) = value;
+      continue;
+    }
+    commands.push_back(arg);
+  }
+  if (commands.size() != 1) {
+    err << "rlctl: expected one command (status, pause, resume or stop)\n" << RlctlUsage();
+    return kRlctlUsage;
+  }
+  const std::string& command = commands[0];
+  if (command != "status" && command != "pause" && command != "resume" && command != "stop") {
+    err << "rlctl: unknown command '" << command << "'\n" << RlctlUsage();
+    return kRlctlUsage;
+  }
+  if (addr.empty()) {
+    err << "rlctl: no controller address: pass --addr HOST:PORT or set RLCTL_ADDR\n";
+    return kRlctlUsage;
+  }
+  double timeout_s = 0;
+  if (!absl::SimpleAtod(timeout_text, &timeout_s) || !(timeout_s > 0)) {
+    err << "rlctl: --timeout must be a positive number of seconds, got '" << timeout_text << "'\n";
+    return kRlctlUsage;
+  }
+
+  std::unique_ptr<v1::ControlService::Stub> stub = v1::ControlService::NewStub(MakeChannel(addr));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+  v1::RunStatus status;
+  grpc::Status rpc;
+  if (command == "status") {
+    rpc = stub->GetStatus(&context, v1::GetStatusRequest(), &status);
+  } else if (command == "pause") {
+    rpc = stub->Pause(&context, v1::PauseRequest(), &status);
+  } else if (command == "resume") {
+    rpc = stub->Resume(&context, v1::ResumeRequest(), &status);
+  } else {
+    rpc = stub->Stop(&context, v1::StopRequest(), &status);
+  }
+  if (rpc.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      rpc.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    err << "rlctl: controller at " << addr << " unreachable: " << rpc.error_message() << "\n";
+    return kRlctlUnreachable;
+  }
+  if (!rpc.ok()) {
+    err << "rlctl: " << command << " failed: " << rpc.error_message() << "\n";
+    return kRlctlRpcError;
+  }
+  if (command == "status") {
+    out << FormatRunStatus(status);
+  } else {
+    out << absl::StrFormat("%s: run '%s' is %s at step %d/%d (%s)\n", command, status.run_name(),
+                           RunStateName(status.state()), status.step(), status.total_steps(),
+                           status.message());
+  }
+  return kRlctlOk;
+}
+
+}  // namespace rlpost

@@ -1,0 +1,219 @@
+// The rlpost launcher, rlpost-controller and rlctl binaries as child
+// processes. The full launcher runs use stand-in worker binaries
+// (fake_worker_main.cc) so they need no LibTorch.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/subprocess.h"
+#include "nlohmann/json.hpp"
+#include "tests/cli/cli_test_util.h"
+
+namespace rlpost {
+namespace {
+
+namespace fs = std::filesystem;
+using ::rlpost::testing::BinDir;
+using ::rlpost::testing::MakeTempDir;
+using ::rlpost::testing::ProcessesMentioning;
+using ::rlpost::testing::ReadFile;
+using ::rlpost::testing::RunProcess;
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class BinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(BinDir().empty()) << "RLPOST_BIN_DIR is not set (run through ctest)";
+    dir_ = MakeTempDir("rlpost_cli_e2e");
+    ASSERT_FALSE(dir_.empty());
+  }
+  void TearDown() override {
+    if (HasFailure() && !dir_.empty() && fs::exists(dir_)) {
+      for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+        if (e.path().extension() == ".log") {
+          std::cerr << "---- " << e.path().string() << "\n" << ReadFile(e.path().string());
+        }
+      }
+    }
+    unsetenv("FAKE_ROLLOUT_MODE");
+    unsetenv("FAKE_EXIT_ROLE");
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  std::string WriteConfig(const std::string& name, const std::string& extra) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << "run:\n  name: e2e\n  output_dir: " << dir_ << "/runs\n"
+                        << "task:\n  train_size: 40\n  heldout_size: 8\n"
+                        << "sft:\n  steps: 2\n  batch_size: 4\n"
+                        << "rl:\n  steps: 3\n  prompts_per_step: 4\n  group_size: 4\n"
+                        << "eval:\n  size: 8\n"
+                        << "net:\n  connect_retries: 2\n  connect_backoff_ms: 1\n"
+                        << extra;
+    return path;
+  }
+
+  // A bin folder with the real launcher and controller and stand-in workers.
+  std::string FakeBinDir() {
+    const std::string bin = dir_ + "/bin";
+    fs::create_directories(bin);
+    for (const char* real : {"rlpost", "rlpost-controller"}) {
+      fs::copy_file(BinDir() + "/" + real, bin + "/" + real);
+    }
+    for (const char* fake : {"rlpost-rollout", "rlpost-verifier", "rlpost-learner"}) {
+      fs::copy_file(BinDir() + "/rlpost_fake_worker", bin + "/" + fake);
+    }
+    return bin;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(BinaryTest, UnknownConfigKeyExitsTwoNamingKeyAndFileAndStartsNothing) {
+  const std::string config = WriteConfig("bad.yaml", "rl_typo:\n  stepz: 3\n");
+  testing::ProcessResult r =
+      RunProcess({BinDir() + "/rlpost", "train", "--config", config}, dir_ + "/launcher.log");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("unknown config key 'rl_typo.stepz'"));
+  EXPECT_THAT(r.output, HasSubstr(config));
+  EXPECT_FALSE(fs::exists(dir_ + "/runs"));  // nothing was created or started
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
+TEST_F(BinaryTest, LauncherRunsAJobAndStopsEveryChild) {
+  const std::string bin = FakeBinDir();
+  const std::string config = WriteConfig("job.yaml", "learner:\n  world_size: 2\n");
+  testing::ProcessResult r =
+      RunProcess({bin + "/rlpost", "train", "--config", config, "rollout.workers=2"},
+                 dir_ + "/launcher.log");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("rollout[1]"));
+  EXPECT_THAT(r.output, HasSubstr("learner[1]"));
+  EXPECT_THAT(r.output, HasSubstr("step 3/3  reward "));
+  EXPECT_THAT(r.output, HasSubstr("held-out accuracy   before RL   after RL   gain"));
+  const std::string run = dir_ + "/runs/e2e";
+  nlohmann::json summary = nlohmann::json::parse(ReadFile(run + "/summary.json"));
+  EXPECT_EQ(summary["steps"], 3);
+  EXPECT_TRUE(summary.contains("heldout_accuracy_after"));
+  for (const char* log : {"verifier", "learner-0", "learner-1", "rollout-0", "rollout-1",
+                          "controller"}) {
+    EXPECT_TRUE(fs::exists(run + "/logs/" + log + ".log")) << log;
+  }
+  EXPECT_THAT(ReadFile(run + "/config.yaml"), ContainsRegex("world_size: \"?2"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
+TEST_F(BinaryTest, ControllerFailureShowsItsLogAndStopsEveryChild) {
+  const std::string bin = FakeBinDir();
+  setenv("FAKE_ROLLOUT_MODE", "fail", 1);
+  testing::ProcessResult r = RunProcess(
+      {bin + "/rlpost", "train", "--config", WriteConfig("job.yaml", "")}, dir_ + "/launcher.log");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("controller exited with status 1"));
+  EXPECT_THAT(r.output, HasSubstr("engine crashed"));  // from the tail of controller.log
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
+TEST_F(BinaryTest, WorkerDyingAtStartNamesItsLogAndStopsTheOthers) {
+  const std::string bin = FakeBinDir();
+  setenv("FAKE_EXIT_ROLE", "rlpost-verifier", 1);
+  testing::ProcessResult r = RunProcess(
+      {bin + "/rlpost", "train", "--config", WriteConfig("job.yaml", "")}, dir_ + "/launcher.log");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("verifier exited with status 3"));
+  EXPECT_THAT(r.output, HasSubstr("logs/verifier.log"));
+  EXPECT_THAT(r.output, HasSubstr("failing at start"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
+TEST_F(BinaryTest, InterruptStopsEveryChildAndExits130) {
+  const std::string bin = FakeBinDir();
+  setenv("FAKE_ROLLOUT_MODE", "hang", 1);  // the run blocks in its first eval
+  const std::string config = WriteConfig("job.yaml", "");
+  Subprocess launcher;
+  ASSERT_TRUE(launcher.Start({bin + "/rlpost", "train", "--config", config},
+                             dir_ + "/launcher.log")
+                  .ok());
+  // The controller writes its port file once every worker is up.
+  absl::StatusOr<int> port =
+      WaitForPortFile(dir_ + "/runs/e2e/ports/controller.port", &launcher, "launcher",
+                      std::chrono::seconds(60));
+  ASSERT_TRUE(port.ok()) << port.status() << ReadFile(dir_ + "/launcher.log");
+  EXPECT_FALSE(ProcessesMentioning(dir_).empty());
+  launcher.Signal(SIGINT);
+  ASSERT_TRUE(launcher.Wait(std::chrono::seconds(60)));
+  EXPECT_EQ(launcher.exit_code(), 130);
+  EXPECT_THAT(ReadFile(dir_ + "/launcher.log"), HasSubstr("interrupted"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
+TEST_F(BinaryTest, IdleControllerServesStatusToTheRlctlBinary) {
+  Subprocess controller;
+  const std::string port_file = dir_ + "/controller.port";
+  ASSERT_TRUE(controller
+                  .Start({BinDir() + "/rlpost-controller", "--listen", "127.0.0.1:0",
+                          "--port-file", port_file},
+                         dir_ + "/controller.log")
+                  .ok());
+  absl::StatusOr<int> port =
+      WaitForPortFile(port_file, &controller, "rlpost-controller", std::chrono::seconds(30));
+  ASSERT_TRUE(port.ok()) << port.status();
+  const std::string addr = absl::StrCat("127.0.0.1:", *port);
+
+  testing::ProcessResult r =
+      RunProcess({BinDir() + "/rlctl", "--addr", addr, "status"}, dir_ + "/rlctl.log");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("state      IDLE"));
+  r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "stop"}, dir_ + "/rlctl.log");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("no run is loaded"));
+  r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "jump"}, dir_ + "/rlctl.log");
+  EXPECT_EQ(r.exit_code, 2);
+  r = RunProcess({BinDir() + "/rlctl", "--help"}, dir_ + "/rlctl.log");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("exit status"));
+
+  controller.Signal(SIGTERM);
+  ASSERT_TRUE(controller.Wait(std::chrono::seconds(30)));
+  EXPECT_EQ(controller.exit_code(), 0);
+  r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "--timeout", "5", "status"},
+                 dir_ + "/rlctl.log");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.output, HasSubstr(addr));
+}
+
+TEST_F(BinaryTest, ControllerWithUnreachableWorkersExitsOneNamingTheAddress) {
+  // Nothing listens on port 1 of loopback.
+  testing::ProcessResult r = RunProcess(
+      {BinDir() + "/rlpost-controller", "--listen", "127.0.0.1:0", "--rollout", "127.0.0.1:1",
+       "--verifier", "127.0.0.1:1", "--learner", "127.0.0.1:1",
+       "run.output_dir=" + dir_ + "/runs", "net.connect_retries=2", "net.connect_backoff_ms=1",
+       "task.train_size=10", "task.heldout_size=2"},
+      dir_ + "/controller.log");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("rollout 127.0.0.1:1 unreachable after 2 attempts"));
+}
+
+TEST_F(BinaryTest, ControllerRejectsBadFlagsAndConfigWithTwo) {
+  testing::ProcessResult r =
+      RunProcess({BinDir() + "/rlpost-controller", "--listen", "127.0.0.1:0", "rl.stepz=3"},
+                 dir_ + "/controller.log");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("rl.stepz"));
+  r = RunProcess({BinDir() + "/rlpost-controller", "--port-file", "x"}, dir_ + "/controller.log");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--listen"));
+  r = RunProcess({BinDir() + "/rlpost-controller", "--listen", "127.0.0.1:0", "--rollout", "a:1"},
+                 dir_ + "/controller.log");
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace rlpost

@@ -1,0 +1,168 @@
+// rlctl against an in-process control service on loopback.
+
+#include "cli/rlctl.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_util.h"
+#include "controller/control_service.h"
+#include "controller/run_control.h"
+
+namespace rlpost {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+class RlctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto host = ServerHost::Start("127.0.0.1:0", {&service_}, "", "test controller");
+    ASSERT_TRUE(host.ok()) << host.status();
+    host_ = std::move(*host);
+    addr_ = host_->address();
+  }
+  void TearDown() override { host_->Shutdown(); }
+
+  // A run at step 3 of 40 with two rollout workers.
+  void LoadRun() {
+    control_.BeginRun("demo", 40);
+    v1::WorkerStatus w;
+    w.set_role("rollout");
+    w.set_address("127.0.0.1:4001");
+    w.set_healthy(true);
+    v1::WorkerStatus l = w;
+    l.set_role("learner");
+    l.set_address("127.0.0.1:4003");
+    control_.SetWorkers({w, l});
+    control_.SetHeldoutAccuracy(false, 0.315);
+    control_.BeginSteps();
+    control_.RecordStep(3, 0.4123, 0.398);
+    control_.SetWeightVersion(63);
+  }
+
+  Result Rlctl(const std::vector<std::string>& args, const std::string& env = "") {
+    std::ostringstream out, err;
+    int code = RunRlctl(args, env, out, err);
+    return Result{code, out.str(), err.str()};
+  }
+
+  RunControl control_;
+  ControlServiceImpl service_{&control_};
+  std::unique_ptr<ServerHost> host_;
+  std::string addr_;
+};
+
+TEST_F(RlctlTest, StatusPrintsTheRunSummary) {
+  LoadRun();
+  Result r = Rlctl({"--addr", addr_, "status"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("run        demo\n"));
+  EXPECT_THAT(r.out, HasSubstr("state      RUNNING\n"));
+  EXPECT_THAT(r.out, HasSubstr("step       3/40\n"));
+  EXPECT_THAT(r.out, HasSubstr("version    63\n"));
+  EXPECT_THAT(r.out, HasSubstr("reward     0.412\n"));
+  EXPECT_THAT(r.out, HasSubstr("accuracy   0.398\n"));
+  EXPECT_THAT(r.out, HasSubstr("held-out   before RL 31.5%\n"));
+  EXPECT_THAT(r.out, HasSubstr("workers    2\n"));
+  EXPECT_THAT(r.out, HasSubstr("rollout   127.0.0.1:4001"));
+  EXPECT_THAT(r.out, HasSubstr("v63"));
+  EXPECT_TRUE(r.err.empty());
+}
+
+TEST_F(RlctlTest, IdleControllerStatusAndRefusedActions) {
+  Result r = Rlctl({"status", "--addr=" + addr_});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("state      IDLE"));
+  r = Rlctl({"--addr", addr_, "pause"});
+  EXPECT_EQ(r.code, kRlctlRpcError);
+  EXPECT_THAT(r.err, HasSubstr("pause failed: cannot pause: no run is loaded"));
+}
+
+TEST_F(RlctlTest, PauseResumeStopChangeTheRunState) {
+  LoadRun();
+  Result r = Rlctl({"--addr", addr_, "pause"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("pause: run 'demo' is PAUSED at step 3/40"));
+  EXPECT_EQ(control_.Status().state(), v1::RUN_STATE_PAUSED);
+  EXPECT_EQ(Rlctl({"--addr", addr_, "pause"}).code, kRlctlOk);  // idempotent
+
+  r = Rlctl({"--addr", addr_, "resume"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("is RUNNING"));
+  EXPECT_EQ(control_.Status().state(), v1::RUN_STATE_RUNNING);
+
+  r = Rlctl({"--addr", addr_, "stop"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("is STOPPING"));
+  EXPECT_TRUE(control_.StopRequested());
+
+  control_.Finish();
+  r = Rlctl({"--addr", addr_, "resume"});
+  EXPECT_EQ(r.code, kRlctlRpcError);
+  EXPECT_THAT(r.err, HasSubstr("already finished"));
+  r = Rlctl({"--addr", addr_, "status"});
+  EXPECT_THAT(r.out, HasSubstr("state      FINISHED"));
+  EXPECT_THAT(r.out, HasSubstr("after RL"));
+}
+
+TEST_F(RlctlTest, AddressFromTheEnvironment) {
+  LoadRun();
+  Result r = Rlctl({"status"}, addr_);
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("demo"));
+}
+
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST_F(RlctlTest, UnreachableControllerExitsThreeNamingTheAddress) {
+  const std::string dead = absl::StrCat("127.0.0.1:", ClosedPort());
+  Result r = Rlctl({"--addr", dead, "--timeout", "5", "status"});
+  EXPECT_EQ(r.code, kRlctlUnreachable);
+  EXPECT_THAT(r.err, HasSubstr("controller at " + dead + " unreachable"));
+}
+
+TEST_F(RlctlTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(Rlctl({"--addr", addr_}).code, kRlctlUsage);                       // no command
+  EXPECT_EQ(Rlctl({"--addr", addr_, "status", "pause"}).code, kRlctlUsage);     // two
+  EXPECT_EQ(Rlctl({"--addr", addr_, "explode"}).code, kRlctlUsage);             // unknown
+  EXPECT_EQ(Rlctl({"--addr", addr_, "--bogus", "1", "status"}).code, kRlctlUsage);
+  EXPECT_EQ(Rlctl({"--addr", addr_, "--timeout", "-1", "status"}).code, kRlctlUsage);
+  EXPECT_EQ(Rlctl({"--addr"}).code, kRlctlUsage);
+  Result r = Rlctl({"status"});
+  EXPECT_EQ(r.code, kRlctlUsage);
+  EXPECT_THAT(r.err, HasSubstr("RLCTL_ADDR"));
+}
+
+TEST_F(RlctlTest, HelpDocumentsCommandsAndExitCodes) {
+  Result r = Rlctl({"--help"});
+  EXPECT_EQ(r.code, kRlctlOk);
+  for (const char* text : {"status", "pause", "resume", "stop", "exit status", "0  success",
+                           "2  usage error", "3  controller unreachable", "RLCTL_ADDR"}) {
+    EXPECT_THAT(r.out, HasSubstr(text));
+  }
+}
+
+}  // namespace
+}  // namespace rlpost
