@@ -82,7 +82,8 @@ bool RunControl::WaitBetweenSteps(int64_t completed_steps) {
   };
   if (!may_go_on()) {
     parked_ = true;
-    activity_ = absl::StrCat("paused after step ", completed_steps);
+    activity_ = completed_steps == 0 ? std::string("paused before step 1")
+                                     : absl::StrCat("paused after step ", completed_steps);
     mu_.Await(absl::Condition(&may_go_on));
     parked_ = false;
   }
@@ -163,6 +164,8 @@ v1::RunStatus RunControl::StatusLocked() const {
   std::string message = activity_;
   if (out.state() == v1::RUN_STATE_PAUSED && !parked_) {
     message = absl::StrCat("pausing: finishing step ", status_.step() + 1);
+  } else if (pause_requested_ && out.state() == v1::RUN_STATE_STARTING) {
+    message = absl::StrCat(activity_, " (pause requested: the run will wait before step 1)");
   } else if (out.state() == v1::RUN_STATE_STOPPING && status_.state() == v1::RUN_STATE_RUNNING) {
     message = absl::StrCat("stopping after the current step; ", activity_);
   }

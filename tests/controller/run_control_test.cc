@@ -26,6 +26,10 @@ TEST(RunControlTest, StatesFollowTheRunAndTheOperator) {
   RunControl control;
   control.BeginRun("r", 10);
   EXPECT_EQ(control.Status().state(), v1::RUN_STATE_STARTING);
+  ASSERT_TRUE(control.Pause().ok());  // during the warm start: takes effect before step 1
+  EXPECT_EQ(control.Status().state(), v1::RUN_STATE_STARTING);
+  EXPECT_THAT(control.Status().message(), HasSubstr("will wait before step 1"));
+  ASSERT_TRUE(control.Resume().ok());
   EXPECT_EQ(control.Status().run_name(), "r");
   EXPECT_EQ(control.Status().total_steps(), 10);
   control.BeginSteps();
