@@ -43,14 +43,14 @@ struct RunConfig {
   // model
   ModelShape model;
   // sft warm start
-  int64_t sft_steps = 60;
+  int64_t sft_steps = 300;
   int64_t sft_batch_size = 32;
   double sft_lr = 3e-3;
   // rl
-  int64_t rl_steps = 40;
+  int64_t rl_steps = 80;
   int64_t rl_prompts_per_step = 16;
   int64_t rl_group_size = 8;
-  double rl_lr = 1e-3;
+  double rl_lr = 2e-4;
   double rl_clip_eps = 0.2;
   double rl_temperature = 1.0;
   double rl_top_p = 1.0;
