@@ -3,6 +3,9 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <condition_variable>
@@ -92,16 +95,34 @@ bool g_shutdown = false;
 
 }  // namespace
 
+namespace {
+
+int g_signal_pipe[2] = {-1, -1};
+
+void OnShutdownSignal(int sig) {
+  // Async-signal-safe: hand the signal number to the watcher thread.
+  unsigned char b = static_cast<unsigned char>(sig);
+  ssize_t ignored = ::write(g_signal_pipe[1], &b, 1);
+  (void)ignored;
+}
+
+}  // namespace
+
 void InstallShutdownSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set]() {
-    int sig = 0;
-    sigwait(&set, &sig);
-    RLPOST_LOG(INFO) << "received signal " << sig << ", shutting down";
+  // A handler rather than sigwait: libraries (LibTorch, Gloo) start threads
+  // before main, and a process-directed signal may land on any of them.
+  if (::pipe(g_signal_pipe) != 0) return;
+  struct sigaction sa {};
+  sa.sa_handler = OnShutdownSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::thread([] {
+    unsigned char sig = 0;
+    while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    }
+    RLPOST_LOG(INFO) << "received signal " << static_cast<int>(sig) << ", shutting down";
     RequestShutdown();
   }).detach();
 }

@@ -1,0 +1,155 @@
+// Runs the real rlpost-verifier, rlpost-learner (one and two ranks) and two
+// rlpost-rollout workers on loopback port 0, drives three GRPO steps with
+// rlpost-controller, then asks every worker which weight version it holds.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/grpc_util.h"
+#include "common/subprocess.h"
+#include "rlpost/v1/learner.grpc.pb.h"
+#include "rlpost/v1/rollout.grpc.pb.h"
+
+namespace rlpost {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string Bin(const std::string& name) {
+  const char* dir = std::getenv("RLPOST_BIN_DIR");
+  return std::string(dir ? dir : ".") + "/" + name;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+// A small, fast job: 2 SFT steps, 3 GRPO steps, tiny evaluations.
+const std::vector<std::string> kOverrides = {
+    "sft.steps=2",        "rl.steps=3",           "rl.prompts_per_step=4",
+    "rl.group_size=4",    "rl.max_new_tokens=24", "eval.size=8",
+    "task.train_size=64", "task.heldout_size=8",  "rl.skip_uniform_groups=false"};
+
+class RealServersTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/real_servers_" + std::to_string(GetParam());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+
+  // Starts a server and returns "127.0.0.1:PORT".
+  std::string StartServer(Subprocess* p, const std::string& binary, const std::string& name,
+                          std::vector<std::string> extra) {
+    std::string port_file = dir_ + "/" + name + ".port";
+    std::vector<std::string> argv = {Bin(binary), "--listen", "127.0.0.1:0", "--port-file",
+                                     port_file};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.insert(argv.end(), kOverrides.begin(), kOverrides.end());
+    EXPECT_TRUE(p->Start(argv, dir_ + "/" + name + ".log").ok());
+    absl::StatusOr<int> port = WaitForPortFile(port_file, p, name, 120s);
+    EXPECT_TRUE(port.ok()) << port.status() << "\n" << ReadFile(dir_ + "/" + name + ".log");
+    return "127.0.0.1:" + std::to_string(port.ok() ? *port : 0);
+  }
+
+  std::string dir_;
+};
+
+TEST_P(RealServersTest, ThreeStepsEndWithEveryWorkerOnTheLatestVersion) {
+  const int world = GetParam();
+  Subprocess verifier, rollout0, rollout1, controller;
+  std::vector<std::unique_ptr<Subprocess>> ranks;
+  std::string verifier_addr = StartServer(&verifier, "rlpost-verifier", "verifier", {});
+  int master_port = FreePort();
+  std::string learner_addr;
+  for (int r = world - 1; r >= 0; --r) {
+    ranks.push_back(std::make_unique<Subprocess>());
+    std::vector<std::string> extra = {"--rank",        std::to_string(r),
+                                      "--world-size",  std::to_string(world),
+                                      "--master-port", std::to_string(master_port)};
+    if (r > 0) {
+      std::vector<std::string> argv = {Bin("rlpost-learner")};
+      argv.insert(argv.end(), extra.begin(), extra.end());
+      argv.insert(argv.end(), kOverrides.begin(), kOverrides.end());
+      ASSERT_TRUE(ranks.back()->Start(argv, dir_ + "/learner-" + std::to_string(r) + ".log").ok());
+    } else {
+      learner_addr = StartServer(ranks.back().get(), "rlpost-learner", "learner-0", extra);
+    }
+  }
+  std::string r0 = StartServer(&rollout0, "rlpost-rollout", "rollout-0", {});
+  std::string r1 = StartServer(&rollout1, "rlpost-rollout", "rollout-1", {});
+
+  std::vector<std::string> argv = {Bin("rlpost-controller"), "--listen", "127.0.0.1:0",
+                                   "--rollout", r0 + "," + r1, "--verifier", verifier_addr,
+                                   "--learner", learner_addr,
+                                   "run.output_dir=" + dir_, "run.name=it"};
+  argv.insert(argv.end(), kOverrides.begin(), kOverrides.end());
+  ASSERT_TRUE(controller.Start(argv, dir_ + "/controller.log").ok());
+  ASSERT_TRUE(controller.Wait(600s)) << ReadFile(dir_ + "/controller.log");
+  ASSERT_EQ(controller.exit_code(), 0) << ReadFile(dir_ + "/controller.log");
+
+  // The learner took 2 SFT + 3 GRPO steps at most (a step whose groups were
+  // all dropped is skipped), and every rollout worker holds its latest version.
+  auto learner = v1::LearnerService::NewStub(MakeChannel(learner_addr));
+  grpc::ClientContext lctx;
+  v1::LearnerInfo linfo;
+  ASSERT_TRUE(learner->GetInfo(&lctx, v1::GetInfoRequest(), &linfo).ok());
+  EXPECT_EQ(linfo.world_size(), world);
+  EXPECT_EQ(linfo.weight_version(), 5);
+  for (const std::string& addr : {r0, r1}) {
+    auto rollout = v1::RolloutService::NewStub(MakeChannel(addr));
+    grpc::ClientContext ctx;
+    v1::RolloutInfo info;
+    ASSERT_TRUE(rollout->GetInfo(&ctx, v1::GetInfoRequest(), &info).ok()) << addr;
+    EXPECT_EQ(info.weight_version(), linfo.weight_version()) << addr;
+    EXPECT_GT(info.completions_generated(), 0) << addr;
+  }
+
+  std::ifstream metrics(dir_ + "/it/metrics.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(metrics, line)) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["step"].get<int>(), ++lines);
+  }
+  EXPECT_EQ(lines, 3);
+  nlohmann::json summary = nlohmann::json::parse(ReadFile(dir_ + "/it/summary.json"));
+  EXPECT_EQ(summary["steps"].get<int>(), 3);
+  for (const char* key : {"heldout_accuracy_before", "heldout_accuracy_after", "wall_seconds"}) {
+    EXPECT_TRUE(summary.contains(key)) << key;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/it/checkpoint/model.safetensors"));
+
+  // Graceful shutdown on SIGTERM: every server exits 0.
+  for (Subprocess* p : {&rollout0, &rollout1, &verifier}) EXPECT_EQ(p->Stop(10s), 0);
+  for (auto& r : ranks) EXPECT_EQ(r->Stop(10s), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(LearnerRanks, RealServersTest, ::testing::Values(1, 2),
+                         [](const auto& info) { return std::to_string(info.param) + "_rank"; });
+
+}  // namespace
+}  // namespace rlpost
