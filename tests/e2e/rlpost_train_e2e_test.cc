@@ -1,0 +1,77 @@
+// `rlpost train` end to end with the real processes: a short run of the quick
+// config succeeds and leaves no process behind; bad input fails with a clear
+// message and also leaves none.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/cli/cli_test_util.h"
+
+namespace rlpost {
+namespace {
+
+using ::rlpost::testing::ProcessesMentioning;
+using ::rlpost::testing::ReadFile;
+using ::rlpost::testing::RunProcess;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using namespace std::chrono_literals;
+
+std::string SourceDir() {
+  const char* d = std::getenv("RLPOST_SOURCE_DIR");
+  return d ? d : ".";
+}
+
+class RlpostTrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = ::rlpost::testing::MakeTempDir("rlpost_train_e2e"); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::vector<std::string> Train(std::vector<std::string> extra) {
+    std::vector<std::string> argv = {::rlpost::testing::BinDir() + "/rlpost", "train",
+                                     "--config", SourceDir() + "/configs/arith_grpo_quick.yaml",
+                                     "run.output_dir=" + dir_};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(RlpostTrainTest, QuickConfigRunsToTheEndWithTwoLearnerRanks) {
+  auto r = RunProcess(Train({"sft.steps=3", "rl.steps=2", "eval.size=8", "learner.world_size=2",
+                             "run.name=short"}),
+                      dir_ + "/out.log", 600s);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("step 2/2"));
+  EXPECT_THAT(r.output, HasSubstr("held-out accuracy"));
+  nlohmann::json summary = nlohmann::json::parse(ReadFile(dir_ + "/short/summary.json"));
+  EXPECT_EQ(summary["steps"].get<int>(), 2);
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/short/checkpoint/config.json"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
+TEST_F(RlpostTrainTest, MalformedDatasetLineNamesTheLineAndLeavesNoProcess) {
+  std::string train = dir_ + "/train.jsonl";
+  std::ofstream(train) << "{\"prompt\": \"1+1=\", \"answer\": \"2\"}\n{\"prompt\": \"2+2=\"\n";
+  auto r = RunProcess(Train({"task.kind=jsonl", "task.train_path=" + train,
+                             "task.heldout_path=" + train, "run.name=bad"}),
+                      dir_ + "/out.log", 300s);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("line 2"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
+TEST_F(RlpostTrainTest, UnknownKeyNamesKeyAndFile) {
+  auto r = RunProcess(Train({"rl.stpes=3"}), dir_ + "/out.log", 60s);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("rl.stpes"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
+}  // namespace
+}  // namespace rlpost
