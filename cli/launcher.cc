@@ -1,8 +1,6 @@
 #include "cli/launcher.h"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <deque>
@@ -39,23 +37,6 @@ std::string FileName(const std::string& name) {
 }
 
 }  // namespace
-
-absl::StatusOr<int> PickFreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return absl::UnavailableError("cannot find a free port on 127.0.0.1");
-  }
-  close(fd);
-  return static_cast<int>(ntohs(addr.sin_port));
-}
 
 Launcher::Launcher(std::string bin_dir, std::ostream* out, std::ostream* err)
     : bin_dir_(std::move(bin_dir)), out_(out), err_(err) {}

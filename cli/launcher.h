@@ -64,8 +64,4 @@ class Launcher {
   std::vector<Child> children_;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago (for the learners'
-// rendezvous, which cannot use port 0).
-absl::StatusOr<int> PickFreePort();
-
 }  // namespace rlpost

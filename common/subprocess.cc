@@ -1,6 +1,8 @@
 #include "common/subprocess.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -123,6 +125,23 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path, Subprocess* child,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+absl::StatusOr<int> PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return absl::UnavailableError("cannot find a free port on 127.0.0.1");
+  }
+  close(fd);
+  return static_cast<int>(ntohs(addr.sin_port));
 }
 
 std::string ExecutableDir() {

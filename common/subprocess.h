@@ -55,6 +55,10 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path, Subprocess* child,
                                     const std::string& what,
                                     std::chrono::milliseconds timeout);
 
+// A TCP port on 127.0.0.1 that was free a moment ago (for the learners'
+// rendezvous, which cannot use port 0; tests also use it for a closed port).
+absl::StatusOr<int> PickFreePort();
+
 // Directory of the running executable (to find sibling binaries).
 std::string ExecutableDir();
 

@@ -5,21 +5,14 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/seed.h"
 
 namespace rlpost {
 namespace {
 
-// SplitMix64 finaliser: a well-mixed hash of the operand pair.
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 Split SplitOf(int64_t a, int64_t b) {
   // One pair in eight is held out.
-  return (Mix(static_cast<uint64_t>(a) * 1000003ull + static_cast<uint64_t>(b)) % 8 == 0)
+  return (SplitMix64(static_cast<uint64_t>(a) * 1000003ull + static_cast<uint64_t>(b)) % 8 == 0)
              ? Split::kHeldout
              : Split::kTrain;
 }
@@ -51,7 +44,7 @@ std::string ArithSolution(int64_t a, int64_t b) {
 
 std::vector<Problem> GenerateArithProblems(uint64_t seed, int64_t count,
                                            int64_t max_operand, Split split) {
-  std::mt19937_64 rng(Mix(seed) ^ (split == Split::kTrain ? 0x7472ull : 0x686Full));
+  std::mt19937_64 rng(SplitMix64(seed) ^ (split == Split::kTrain ? 0x7472ull : 0x686Full));
   std::uniform_int_distribution<int64_t> operand(0, max_operand);
   std::vector<Problem> out;
   std::set<std::pair<int64_t, int64_t>> seen;

@@ -4,13 +4,13 @@
 #include <cmath>
 #include <numeric>
 
+#include "common/seed.h"
+
 namespace rlpost {
 
 uint64_t SampleSeed(uint64_t group_seed, int64_t sample_index) {
-  uint64_t x = group_seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(sample_index + 1);
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
+  // SplitMix64's own increment makes this seed + golden * (index + 1).
+  return SplitMix64(group_seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(sample_index));
 }
 
 std::vector<double> SamplingDistribution(const float* logits, int vocab,

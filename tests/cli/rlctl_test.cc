@@ -4,8 +4,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
+
+#include "common/subprocess.h"
 #include <unistd.h>
 
 #include <sstream>
@@ -124,20 +124,8 @@ TEST_F(RlctlTest, AddressFromTheEnvironment) {
   EXPECT_THAT(r.out, HasSubstr("demo"));
 }
 
-int ClosedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 TEST_F(RlctlTest, UnreachableControllerExitsThreeNamingTheAddress) {
-  const std::string dead = absl::StrCat("127.0.0.1:", ClosedPort());
+  const std::string dead = absl::StrCat("127.0.0.1:", *PickFreePort());
   Result r = Rlctl({"--addr", dead, "--timeout", "5", "status"});
   EXPECT_EQ(r.code, kRlctlUnreachable);
   EXPECT_THAT(r.err, HasSubstr("controller at " + dead + " unreachable"));

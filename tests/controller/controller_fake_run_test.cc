@@ -3,9 +3,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
+
+#include "common/subprocess.h"
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -319,23 +319,9 @@ TEST_F(FakeRunTest, CancelWhilePausedEndsTheRunCancelled) {
   EXPECT_EQ(control.Status().state(), v1::RUN_STATE_FAILED);
 }
 
-// A port that nothing listens on.
-int ClosedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 TEST_F(FakeRunTest, UnreachableWorkerFailsNamingItsAddressAfterRetries) {
   FakeCluster cluster(1);
-  const std::string dead = absl::StrCat("127.0.0.1:", ClosedPort());
+  const std::string dead = absl::StrCat("127.0.0.1:", *PickFreePort());
   PeerAddresses peers = AddressesOf(cluster);
   peers.rollouts.push_back(dead);
   RunControl control;

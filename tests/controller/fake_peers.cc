@@ -8,16 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/crc32c.h"
+#include "common/seed.h"
 
 namespace rlpost::testing {
 namespace {
-
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // The sum asked by an "a+b=" prompt; 0 for any other prompt.
 int64_t SumOf(const std::string& prompt) {
@@ -72,7 +66,7 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
   const int64_t sum = SumOf(request->prompt());
   // Stream in reverse order: the controller must sort by sample_index.
   for (int i = n - 1; i >= 0; --i) {
-    const uint64_t seed = Mix(request->params().seed() + static_cast<uint64_t>(i));
+    const uint64_t seed = SplitMix64(request->params().seed() + static_cast<uint64_t>(i));
     const bool correct = mode_ == Mode::kAllCorrect || seed % 3 != 0;
     const std::string text = absl::StrCat("adding the columns gives \\boxed{",
                                           correct ? sum : sum + 1, "}");

@@ -2,9 +2,6 @@
 // rlpost-rollout workers on loopback port 0, drives three GRPO steps with
 // rlpost-controller, then asks every worker which weight version it holds.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -32,19 +29,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
 }
 
 // A small, fast job: 2 SFT steps, 3 GRPO steps, tiny evaluations.
@@ -83,7 +67,7 @@ TEST_P(RealServersTest, ThreeStepsEndWithEveryWorkerOnTheLatestVersion) {
   Subprocess verifier, rollout0, rollout1, controller;
   std::vector<std::unique_ptr<Subprocess>> ranks;
   std::string verifier_addr = StartServer(&verifier, "rlpost-verifier", "verifier", {});
-  int master_port = FreePort();
+  int master_port = *PickFreePort();
   std::string learner_addr;
   for (int r = world - 1; r >= 0; --r) {
     ranks.push_back(std::make_unique<Subprocess>());

@@ -1,4 +1,5 @@
 #include "learner/trainer.h"
+#include "tests/learner/tiny_run_config.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,19 +14,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-RunConfig TinyRun() {
-  RunConfig c;
-  c.model.n_layers = 1;
-  c.model.d_model = 32;
-  c.model.n_heads = 4;
-  c.model.n_kv_heads = 2;
-  c.model.n_experts = 4;
-  c.model.top_k = 2;
-  c.model.expert_hidden = 32;
-  c.model.max_seq_len = 32;
-  return c;
-}
-
 std::vector<TrainExample> SftBatch() {
   std::vector<TrainExample> b;
   for (int i = 0; i < 4; ++i) {
@@ -38,7 +26,7 @@ std::vector<TrainExample> SftBatch() {
 }
 
 TEST(TrainerTest, SftLowersLossAndBumpsVersion) {
-  auto t = Trainer::Create(TinyRun(), 40, nullptr);
+  auto t = Trainer::Create(TinyRunConfig(), 40, nullptr);
   ASSERT_TRUE(t.ok());
   StepOptions o;
   o.objective = TrainObjective::kSft;
@@ -58,7 +46,7 @@ TEST(TrainerTest, SftLowersLossAndBumpsVersion) {
 // raises the sample's likelihood, a negative one lowers it.
 TEST(TrainerTest, PolicyGradientFollowsTheAdvantageSign) {
   for (float sign : {1.0f, -1.0f}) {
-    auto t = Trainer::Create(TinyRun(), 40, nullptr);
+    auto t = Trainer::Create(TinyRunConfig(), 40, nullptr);
     ASSERT_TRUE(t.ok());
     std::vector<TrainExample> batch = SftBatch();
     StepOptions sft;
@@ -85,7 +73,7 @@ TEST(TrainerTest, PolicyGradientFollowsTheAdvantageSign) {
 }
 
 TEST(TrainerTest, RejectsInconsistentExamples) {
-  auto t = Trainer::Create(TinyRun(), 40, nullptr);
+  auto t = Trainer::Create(TinyRunConfig(), 40, nullptr);
   std::vector<TrainExample> batch = SftBatch();
   StepOptions pg;
   auto s = (*t)->Step(batch, pg);  // PG without old logprobs
@@ -100,7 +88,7 @@ TEST(TrainerTest, RejectsInconsistentExamples) {
 }
 
 TEST(TrainerTest, BuildTrainInputsTokenizesTextAndChecksLogprobs) {
-  RunConfig config = TinyRun();
+  RunConfig config = TinyRunConfig();
   CharTokenizer tok;
   v1::TrainBatch batch;
   batch.set_objective(v1::OBJECTIVE_SFT);
@@ -130,7 +118,7 @@ TEST(TrainerTest, BuildTrainInputsTokenizesTextAndChecksLogprobs) {
 }
 
 TEST(TrainerTest, CheckpointWritesHuggingFaceFiles) {
-  auto t = Trainer::Create(TinyRun(), 40, nullptr);
+  auto t = Trainer::Create(TinyRunConfig(), 40, nullptr);
   std::string dir = ::testing::TempDir() + "/ckpt";
   ASSERT_TRUE((*t)->SaveCheckpoint(dir).ok());
   for (const char* f : {"/config.json", "/model.safetensors", "/trainer_state.json"}) {

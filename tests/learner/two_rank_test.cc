@@ -2,45 +2,18 @@
 // process: after the same steps they hold identical weights, equal (to fp32
 // rounding) to one rank trained on the whole batch.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "common/subprocess.h"
 
 #include <cstring>
 #include <thread>
 
 #include "learner/collective.h"
 #include "learner/trainer.h"
+#include "tests/learner/tiny_run_config.h"
 
 namespace rlpost {
 namespace {
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
-
-RunConfig TinyRun() {
-  RunConfig c;
-  c.model.n_layers = 1;
-  c.model.d_model = 32;
-  c.model.n_heads = 4;
-  c.model.n_kv_heads = 2;
-  c.model.n_experts = 4;
-  c.model.top_k = 2;
-  c.model.expert_hidden = 32;
-  c.model.max_seq_len = 32;
-  return c;
-}
 
 std::vector<TrainExample> Batch(int step) {
   std::vector<TrainExample> b;
@@ -82,18 +55,18 @@ double MaxRelDiff(const std::vector<RawTensor>& a, const std::vector<RawTensor>&
 }
 
 TEST(TwoRankTest, TwoRanksMatchOneRankOnTheSameGlobalBatch) {
-  auto single = Trainer::Create(TinyRun(), 30, nullptr);
+  auto single = Trainer::Create(TinyRunConfig(), 30, nullptr);
   ASSERT_TRUE(single.ok());
   Train(single->get(), 3);
 
-  int port = FreePort();
+  int port = *PickFreePort();
   std::vector<RawTensor> weights[2];
   std::thread ranks[2];
   for (int r = 0; r < 2; ++r) {
     ranks[r] = std::thread([&, r] {
       auto group = ProcessGroupHandle::Connect({r, 2, "127.0.0.1", port, 120});
       ASSERT_TRUE(group.ok()) << group.status();
-      auto t = Trainer::Create(TinyRun(), 30, group->get());
+      auto t = Trainer::Create(TinyRunConfig(), 30, group->get());
       ASSERT_TRUE(t.ok());
       Train(t->get(), 3);
       weights[r] = (*t)->ExportWeights();
