@@ -13,8 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "learner/collective.h"
+#include "model/checkpoint.h"
 #include "model/moe_transformer.h"
-#include "model/safetensors.h"
 
 namespace rlpost {
 
@@ -184,16 +184,8 @@ std::vector<RawTensor> Trainer::ExportWeights() const { return impl_->model->Exp
 std::string Trainer::Describe() const { return impl_->model->config().Describe(); }
 
 absl::Status Trainer::SaveCheckpoint(const std::string& dir) const {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create '", dir, "': ", ec.message()));
-  absl::Status s = WriteSafetensors(dir + "/model.safetensors", ExportWeights());
+  absl::Status s = rlpost::SaveCheckpoint(*impl_->model, dir);
   if (!s.ok()) return s;
-  {
-    std::ofstream out(dir + "/config.json");
-    out << impl_->model->config().ToConfigJson() << "\n";
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", dir, "/config.json"));
-  }
   nlohmann::json state = {{"weight_version", impl_->version}, {"optimizer_steps", impl_->steps}};
   std::ofstream out(dir + "/trainer_state.json");
   out << state.dump(2) << "\n";

@@ -1,212 +1,54 @@
 #include "model/moe_transformer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/nn/init.h>
-#include <torch/nn/functional/activation.h>
 #include <torch/utils.h>
 
 #include <cmath>
-#include <cstring>
 #include <map>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/match.h"
 
 namespace rlpost {
 namespace {
 
-constexpr float kMaskedScore = -1e9f;
-
-at::Tensor RotateHalf(const at::Tensor& x) {
-  int64_t half = x.size(-1) / 2;
-  at::Tensor x1 = x.narrow(-1, 0, half);
-  at::Tensor x2 = x.narrow(-1, half, half);
-  return at::cat({-x2, x1}, -1);
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return absl::EndsWith(s, suffix);
 }
 
 }  // namespace
 
-ModelConfig ModelConfig::FromShape(const ModelShape& shape, int64_t vocab_size) {
-  ModelConfig c;
-  c.vocab_size = vocab_size;
-  c.n_layers = shape.n_layers;
-  c.d_model = shape.d_model;
-  c.n_heads = shape.n_heads;
-  c.n_kv_heads = shape.n_kv_heads;
-  c.n_experts = shape.n_experts;
-  c.top_k = shape.top_k;
-  c.expert_hidden = shape.expert_hidden;
-  c.max_seq_len = shape.max_seq_len;
-  c.rope_theta = shape.rope_theta;
-  c.init_seed = static_cast<uint64_t>(shape.init_seed);
-  return c;
-}
-
-std::string ModelConfig::Describe() const {
-  return absl::StrCat("rlpost-moe layers=", n_layers, " d=", d_model, " heads=", n_heads, "/",
-                      n_kv_heads, " experts=", n_experts, " top", top_k,
-                      " expert_hidden=", expert_hidden, " vocab=", vocab_size,
-                      " ctx=", max_seq_len);
-}
-
-std::string ModelConfig::ToConfigJson() const {
-  nlohmann::json j;
-  j["model_type"] = "rlpost_moe";
-  j["architectures"] = {"RlpostMoeForCausalLM"};
-  j["vocab_size"] = vocab_size;
-  j["hidden_size"] = d_model;
-  j["num_hidden_layers"] = n_layers;
-  j["num_attention_heads"] = n_heads;
-  j["num_key_value_heads"] = n_kv_heads;
-  j["num_experts"] = n_experts;
-  j["num_experts_per_tok"] = top_k;
-  j["moe_intermediate_size"] = expert_hidden;
-  j["max_position_embeddings"] = max_seq_len;
-  j["rope_theta"] = rope_theta;
-  j["rms_norm_eps"] = rms_eps;
-  j["norm_topk_prob"] = norm_topk_prob;
-  j["tie_word_embeddings"] = false;
-  j["torch_dtype"] = "float32";
-  return j.dump(2);
-}
-
-RmsNormImpl::RmsNormImpl(int64_t dim, double eps) : eps_(eps) {
-  weight_ = register_parameter("weight", at::ones({dim}));
-}
-
-at::Tensor RmsNormImpl::forward(const at::Tensor& x) {
-  at::Tensor var = x.pow(2).mean(-1, /*keepdim=*/true);
-  return x * at::rsqrt(var + eps_) * weight_;
-}
-
-AttentionImpl::AttentionImpl(const ModelConfig& config) : config_(config) {
-  int64_t hd = config.head_dim();
-  q_proj_ = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(
-                                          config.d_model, config.n_heads * hd).bias(false)));
-  k_proj_ = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(
-                                          config.d_model, config.n_kv_heads * hd).bias(false)));
-  v_proj_ = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(
-                                          config.d_model, config.n_kv_heads * hd).bias(false)));
-  o_proj_ = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(
-                                          config.n_heads * hd, config.d_model).bias(false)));
-}
-
-at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
-                                  const at::Tensor& sin, const at::Tensor& mask,
-                                  KvCache* cache, int64_t layer) {
-  int64_t b = x.size(0), t = x.size(1), hd = config_.head_dim();
-  int64_t h = config_.n_heads, kvh = config_.n_kv_heads;
-  at::Tensor q = q_proj_->forward(x).view({b, t, h, hd}).transpose(1, 2);
-  at::Tensor k = k_proj_->forward(x).view({b, t, kvh, hd}).transpose(1, 2);
-  at::Tensor v = v_proj_->forward(x).view({b, t, kvh, hd}).transpose(1, 2);
-  at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
-  q = q * c + RotateHalf(q) * s;
-  k = k * c + RotateHalf(k) * s;
-  if (cache != nullptr) {
-    int64_t start = cache->length;
-    cache->k[layer].narrow(2, start, t).copy_(k);
-    cache->v[layer].narrow(2, start, t).copy_(v);
-    k = cache->k[layer].narrow(2, 0, start + t);
-    v = cache->v[layer].narrow(2, 0, start + t);
-  }
-  if (kvh != h) {
-    k = k.repeat_interleave(h / kvh, 1);
-    v = v.repeat_interleave(h / kvh, 1);
-  }
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));
-  scores = scores.masked_fill(mask.logical_not(), kMaskedScore);
-  at::Tensor out = at::matmul(at::softmax(scores, -1), v);
-  out = out.transpose(1, 2).reshape({b, t, h * hd});
-  return o_proj_->forward(out);
-}
-
-ExpertImpl::ExpertImpl(int64_t d_model, int64_t hidden) {
-  gate_proj_ = register_module(
-      "gate_proj", torch::nn::Linear(torch::nn::LinearOptions(d_model, hidden).bias(false)));
-  up_proj_ = register_module(
-      "up_proj", torch::nn::Linear(torch::nn::LinearOptions(d_model, hidden).bias(false)));
-  down_proj_ = register_module(
-      "down_proj", torch::nn::Linear(torch::nn::LinearOptions(hidden, d_model).bias(false)));
-}
-
-at::Tensor ExpertImpl::forward(const at::Tensor& x) {
-  return down_proj_->forward(at::silu(gate_proj_->forward(x)) * up_proj_->forward(x));
-}
-
-MoeFeedForwardImpl::MoeFeedForwardImpl(const ModelConfig& config) : config_(config) {
-  gate_ = register_module("gate", torch::nn::Linear(torch::nn::LinearOptions(
-                                      config.d_model, config.n_experts).bias(false)));
-  experts_ = register_module("experts", torch::nn::ModuleList());
-  for (int64_t e = 0; e < config.n_experts; ++e) {
-    experts_->push_back(Expert(config.d_model, config.expert_hidden));
-  }
-}
-
-at::Tensor MoeFeedForwardImpl::forward(const at::Tensor& x, at::Tensor* aux_loss) {
-  int64_t n = x.size(0), k = config_.top_k, e_count = config_.n_experts;
-  at::Tensor probs = at::softmax(gate_->forward(x), -1);
-  auto [top_w, top_i] = probs.topk(k, -1);
-  if (config_.norm_topk_prob) top_w = top_w / top_w.sum(-1, /*keepdim=*/true);
-
-  // Group the (token, expert) assignments by expert so that each expert runs
-  // one matmul over all of its tokens.
-  at::Tensor flat_expert = top_i.reshape({-1});
-  at::Tensor flat_weight = top_w.reshape({-1});
-  at::Tensor flat_token = at::arange(n, x.options().dtype(at::kLong)).repeat_interleave(k);
-  at::Tensor order = at::argsort(flat_expert);
-  at::Tensor sorted_token = flat_token.index_select(0, order);
-  at::Tensor sorted_weight = flat_weight.index_select(0, order);
-  at::Tensor counts = at::bincount(flat_expert, /*weights=*/{}, e_count).to(at::kCPU);
-  const int64_t* count = counts.data_ptr<int64_t>();
-
-  at::Tensor out = at::zeros_like(x);
-  int64_t start = 0;
-  for (int64_t e = 0; e < e_count; ++e) {
-    int64_t c = count[e];
-    if (c == 0) continue;
-    at::Tensor tokens = sorted_token.narrow(0, start, c);
-    at::Tensor y = experts_[e]->as<Expert>()->forward(x.index_select(0, tokens));
-    out = out.index_add(0, tokens, y * sorted_weight.narrow(0, start, c).unsqueeze(1));
-    start += c;
-  }
-  if (aux_loss != nullptr) {
-    // Switch-style balance loss: E * sum_e (fraction routed to e) * (mean prob of e).
-    at::Tensor fraction = counts.to(x.dtype()).to(x.device()) / static_cast<double>(n * k);
-    *aux_loss = *aux_loss + static_cast<double>(e_count) * (fraction * probs.mean(0)).sum();
-  }
-  return out;
-}
-
-DecoderBlockImpl::DecoderBlockImpl(const ModelConfig& config) {
-  input_layernorm_ = register_module("input_layernorm", RmsNorm(config.d_model, config.rms_eps));
-  self_attn_ = register_module("self_attn", Attention(config));
-  post_attention_layernorm_ =
-      register_module("post_attention_layernorm", RmsNorm(config.d_model, config.rms_eps));
-  mlp_ = register_module("mlp", MoeFeedForward(config));
-}
-
-at::Tensor DecoderBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
-                                     const at::Tensor& sin, const at::Tensor& mask,
-                                     KvCache* cache, int64_t layer, at::Tensor* aux_loss) {
-  at::Tensor h = x + self_attn_->forward(input_layernorm_->forward(x), cos, sin, mask, cache, layer);
-  int64_t b = h.size(0), t = h.size(1), d = h.size(2);
-  at::Tensor moe = mlp_->forward(post_attention_layernorm_->forward(h).reshape({b * t, d}), aux_loss);
-  return h + moe.view({b, t, d});
+MtpBlockImpl::MtpBlockImpl(const ModelConfig& config) {
+  enorm_ = register_module("enorm", RmsNorm(config.d_model, config.rms_eps));
+  hnorm_ = register_module("hnorm", RmsNorm(config.d_model, config.rms_eps));
+  eh_proj_ = register_module("eh_proj", torch::nn::Linear(torch::nn::LinearOptions(
+                                            2 * config.d_model, config.d_model).bias(false)));
+  // The block is MoE when the model has experts at all (as in DeepSeek-V3).
+  block_ = register_module("block", DecoderBlock(config, config.n_experts > 0));
+  auto head = std::make_shared<torch::nn::Module>();
+  head_norm_ = head->register_module("norm", RmsNorm(config.d_model, config.rms_eps));
+  register_module("shared_head", head);
 }
 
 MoeTransformerImpl::MoeTransformerImpl(const ModelConfig& config) : config_(config) {
   embed_tokens_ = register_module("embed_tokens",
                                   torch::nn::Embedding(config.vocab_size, config.d_model));
   layers_ = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config.n_layers; ++i) layers_->push_back(DecoderBlock(config));
+  for (int64_t i = 0; i < config.n_layers; ++i) {
+    layers_->push_back(DecoderBlock(config, config.IsMoeLayer(i)));
+  }
   norm_ = register_module("norm", RmsNorm(config.d_model, config.rms_eps));
-  lm_head_ = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(
-                                            config.d_model, config.vocab_size).bias(false)));
+  if (!config.tie_word_embeddings) {
+    lm_head_ = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(
+                                              config.d_model, config.vocab_size).bias(false)));
+  }
+  if (config.mtp_layers > 0) mtp_ = register_module("mtp", MtpBlock(config));
+  // As Hugging Face computes it: float32 exponent arithmetic.
   int64_t hd = config.head_dim();
-  inv_freq_ = at::pow(config.rope_theta,
-                      -at::arange(0, hd, 2, at::kDouble) / static_cast<double>(hd))
-                  .to(at::kFloat);
+  inv_freq_ = 1.0 / at::pow(config.rope_theta,
+                            at::arange(0, hd, 2, at::kLong).to(at::kFloat) / static_cast<float>(hd));
   InitWeights();
 }
 
@@ -219,10 +61,11 @@ void MoeTransformerImpl::InitWeights() {
   for (auto& item : named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
     at::Tensor& p = item.value();
-    if (name.find("layernorm") != std::string::npos || name.rfind("norm.", 0) == 0) {
+    if (EndsWith(name, "norm.weight")) {
       p.fill_(1.0);
-    } else if (name.find("o_proj") != std::string::npos ||
-               name.find("down_proj") != std::string::npos) {
+    } else if (EndsWith(name, ".bias")) {
+      p.zero_();
+    } else if (absl::StrContains(name, "o_proj") || absl::StrContains(name, "down_proj")) {
       p.normal_(0.0, residual_std, gen);
     } else {
       p.normal_(0.0, 0.02, gen);
@@ -232,7 +75,7 @@ void MoeTransformerImpl::InitWeights() {
 
 KvCache MoeTransformerImpl::NewCache(int64_t batch, int64_t capacity) const {
   KvCache cache;
-  auto opts = lm_head_->weight.options();
+  auto opts = embed_tokens_->weight.options();
   for (int64_t i = 0; i < config_.n_layers; ++i) {
     cache.k.push_back(at::zeros({batch, config_.n_kv_heads, capacity, config_.head_dim()}, opts));
     cache.v.push_back(at::zeros({batch, config_.n_kv_heads, capacity, config_.head_dim()}, opts));
@@ -240,52 +83,142 @@ KvCache MoeTransformerImpl::NewCache(int64_t batch, int64_t capacity) const {
   return cache;
 }
 
-ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Tensor& positions,
-                                          const at::Tensor& key_mask, KvCache* cache) {
-  int64_t t = tokens.size(1);
-  int64_t past = cache != nullptr ? cache->length : 0;
-  int64_t total = past + t;
-  at::Tensor x = embed_tokens_->forward(tokens);
+KvCache MoeTransformerImpl::NewMtpCache(int64_t batch, int64_t capacity) const {
+  KvCache cache;
+  auto opts = embed_tokens_->weight.options();
+  cache.k.push_back(at::zeros({batch, config_.n_kv_heads, capacity, config_.head_dim()}, opts));
+  cache.v.push_back(at::zeros({batch, config_.n_kv_heads, capacity, config_.head_dim()}, opts));
+  return cache;
+}
 
-  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_.to(x.device());
-  at::Tensor emb = at::cat({freqs, freqs}, -1);
-  at::Tensor cos = emb.cos().to(x.dtype()), sin = emb.sin().to(x.dtype());
-
-  // Query i (column past + i) sees key columns <= past + i that hold tokens.
-  at::Tensor q_col = at::arange(past, total, tokens.options()).unsqueeze(1);
-  at::Tensor k_col = at::arange(0, total, tokens.options()).unsqueeze(0);
-  at::Tensor causal = k_col.le(q_col);  // [T, L]
-  at::Tensor mask = causal.unsqueeze(0).unsqueeze(0).logical_and(
-      key_mask.unsqueeze(1).unsqueeze(1));  // [B,1,T,L]
-
-  at::Tensor aux = at::zeros({}, x.options());
-  for (int64_t i = 0; i < config_.n_layers; ++i) {
-    x = layers_[i]->as<DecoderBlock>()->forward(x, cos, sin, mask, cache, i, &aux);
+absl::Status MoeTransformerImpl::CheckTokenIds(const at::Tensor& tokens) const {
+  if (tokens.numel() == 0) return absl::OkStatus();
+  int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+  if (lo < 0 || hi >= config_.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("token id ", lo < 0 ? lo : hi,
+                                                   " is out of range: vocab_size is ",
+                                                   config_.vocab_size));
   }
-  if (cache != nullptr) cache->length = total;
+  return absl::OkStatus();
+}
+
+std::pair<at::Tensor, at::Tensor> MoeTransformerImpl::Rotary(const at::Tensor& positions,
+                                                             at::ScalarType type) const {
+  at::ScalarType freq_type = type == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor inv = inv_freq_.to(positions.device(), freq_type);
+  if (freq_type == at::kDouble) {
+    int64_t hd = config_.head_dim();
+    inv = 1.0 / at::pow(config_.rope_theta,
+                        at::arange(0, hd, 2, at::kDouble) / static_cast<double>(hd));
+  }
+  at::Tensor freqs = positions.to(freq_type).unsqueeze(-1) * inv;
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(type), emb.sin().to(type)};
+}
+
+at::Tensor MoeTransformerImpl::AttentionMask(const at::Tensor& key_mask, int64_t past, int64_t t) {
+  // Query i (column past + i) sees key columns <= past + i that hold tokens.
+  auto opts = at::TensorOptions().dtype(at::kLong).device(key_mask.device());
+  at::Tensor q_col = at::arange(past, past + t, opts).unsqueeze(1);
+  at::Tensor k_col = at::arange(0, past + t, opts).unsqueeze(0);
+  return k_col.le(q_col).unsqueeze(0).unsqueeze(0).logical_and(
+      key_mask.unsqueeze(1).unsqueeze(1));  // [B,1,T,L]
+}
+
+at::Tensor MoeTransformerImpl::OutputHead(const at::Tensor& normed_hidden) {
+  if (config_.tie_word_embeddings) return at::linear(normed_hidden, embed_tokens_->weight);
+  return lm_head_->forward(normed_hidden);
+}
+
+ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Tensor& positions,
+                                          const at::Tensor& key_mask,
+                                          const ForwardOptions& options) {
+  if (absl::Status s = CheckTokenIds(tokens); !s.ok()) TORCH_CHECK(false, s.message());
+  KvCache* cache = options.cache;
+  int64_t b = tokens.size(0), t = tokens.size(1);
+  int64_t past = cache != nullptr ? cache->length : 0;
+  at::Tensor x = embed_tokens_->forward(tokens);
+  auto [cos, sin] = Rotary(positions, x.scalar_type());
+  at::Tensor mask = AttentionMask(key_mask, past, t);
+
   ForwardOutput out;
-  out.logits = lm_head_->forward(norm_->forward(x));
-  out.aux_loss = aux / static_cast<double>(config_.n_layers);
+  at::Tensor aux = at::zeros({}, x.options()), z = at::zeros({}, x.options());
+  RoutingContext routing;
+  routing.token_mask = key_mask.narrow(1, past, t).reshape({b * t});
+  routing.aux_loss = &aux;
+  routing.z_loss = &z;
+  if (options.record_routing) out.routing.resize(config_.n_layers);
+  int64_t moe_layers = 0;
+  for (int64_t i = 0; i < config_.n_layers; ++i) {
+    auto block = layers_[i]->as<DecoderBlock>();
+    routing.record = options.record_routing ? &out.routing[i] : nullptr;
+    routing.replay = nullptr;
+    if (options.replay_expert_ids != nullptr && block->is_moe()) {
+      TORCH_CHECK(static_cast<int64_t>(options.replay_expert_ids->size()) == config_.n_layers &&
+                      (*options.replay_expert_ids)[i].defined(),
+                  "router replay: no expert ids for layer ", i);
+      routing.replay = &(*options.replay_expert_ids)[i];
+    }
+    moe_layers += block->is_moe() ? 1 : 0;
+    x = block->forward(x, cos, sin, mask, cache, i, routing);
+  }
+  if (cache != nullptr) cache->length = past + t;
+  out.hidden = x;
+  out.logits = OutputHead(norm_->forward(x));
+  double denom = static_cast<double>(std::max<int64_t>(moe_layers, 1));
+  out.aux_loss = aux.to(x.scalar_type()) / denom;
+  out.z_loss = z.to(x.scalar_type()) / denom;
   return out;
 }
 
-namespace {
-
-std::string HfName(const std::string& module_name) {
-  return module_name.rfind("lm_head", 0) == 0 ? module_name : "model." + module_name;
+at::Tensor MoeTransformerImpl::MtpForward(const at::Tensor& hidden, const at::Tensor& next_tokens,
+                                          const at::Tensor& positions, const at::Tensor& key_mask,
+                                          KvCache* cache) {
+  TORCH_CHECK(!mtp_.is_empty(), "this model has no multi-token-prediction block");
+  if (absl::Status s = CheckTokenIds(next_tokens); !s.ok()) TORCH_CHECK(false, s.message());
+  int64_t b = hidden.size(0), t = hidden.size(1);
+  int64_t past = cache != nullptr ? cache->length : 0;
+  at::Tensor e = mtp_->enorm_->forward(embed_tokens_->forward(next_tokens));
+  at::Tensor h = mtp_->hnorm_->forward(hidden);
+  at::Tensor x = mtp_->eh_proj_->forward(at::cat({e, h}, -1));
+  auto [cos, sin] = Rotary(positions, x.scalar_type());
+  RoutingContext routing;
+  routing.token_mask = key_mask.narrow(1, past, t).reshape({b * t});
+  x = mtp_->block_->forward(x, cos, sin, AttentionMask(key_mask, past, t), cache, 0, routing);
+  if (cache != nullptr) cache->length = past + t;
+  return OutputHead(mtp_->head_norm_->forward(x));
 }
 
-}  // namespace
+std::string MoeTransformerImpl::HfName(const std::string& module_name) const {
+  if (absl::StartsWith(module_name, "lm_head")) return module_name;
+  std::string name;
+  if (absl::StartsWith(module_name, "mtp.")) {
+    // DeepSeek-V3 layout: the MTP block is layer n_layers.
+    std::string rest = module_name.substr(4);
+    if (absl::StartsWith(rest, "block.")) rest = rest.substr(6);
+    name = absl::StrCat("model.layers.", config_.n_layers, ".", rest);
+  } else {
+    name = "model." + module_name;
+  }
+  if (config_.model_type == "mixtral" && absl::StrContains(name, ".mlp.")) {
+    name = absl::StrReplaceAll(name, {{".mlp.", ".block_sparse_moe."},
+                                      {".gate_proj.", ".w1."},
+                                      {".down_proj.", ".w2."},
+                                      {".up_proj.", ".w3."}});
+  }
+  return name;
+}
 
-std::vector<RawTensor> MoeTransformerImpl::ExportWeights() const {
+std::vector<RawTensor> MoeTransformerImpl::ExportWeights(RawDType dtype) const {
+  at::ScalarType st = dtype == RawDType::kBFloat16 ? at::kBFloat16 : at::kFloat;
   std::vector<RawTensor> out;
   for (const auto& item : named_parameters(/*recurse=*/true)) {
-    at::Tensor t = item.value().detach().to(at::kCPU, at::kFloat).contiguous();
+    at::Tensor t = item.value().detach().to(at::kCPU, st).contiguous();
     RawTensor raw;
     raw.name = HfName(item.key());
-    raw.dtype = RawDType::kFloat32;
+    raw.dtype = dtype;
     raw.shape = t.sizes().vec();
-    raw.bytes.assign(static_cast<const char*>(t.data_ptr()), t.numel() * sizeof(float));
+    raw.bytes.assign(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
     out.push_back(std::move(raw));
   }
   return out;
@@ -293,20 +226,27 @@ std::vector<RawTensor> MoeTransformerImpl::ExportWeights() const {
 
 absl::Status MoeTransformerImpl::ImportWeights(const std::vector<RawTensor>& tensors) {
   std::map<std::string, const RawTensor*> by_name;
-  for (const RawTensor& t : tensors) by_name[t.name] = &t;
+  for (const RawTensor& t : tensors) {
+    if (!by_name.emplace(t.name, &t).second) {
+      return absl::InvalidArgumentError(absl::StrCat("weights: tensor '", t.name, "' given twice"));
+    }
+  }
+  if (config_.tie_word_embeddings) by_name.erase("lm_head.weight");
   auto params = named_parameters(/*recurse=*/true);
+  std::map<std::string, at::Tensor> targets;
+  for (const auto& item : params) targets[HfName(item.key())] = item.value();
   // Check everything before touching any parameter.
-  for (const auto& item : params) {
-    std::string name = HfName(item.key());
+  for (const auto& [name, param] : targets) {
     auto it = by_name.find(name);
     if (it == by_name.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("weights: tensor '", name, "' missing"));
+      return absl::InvalidArgumentError(absl::StrCat("weights: tensor '", name, "' missing for ",
+                                                     config_.Describe()));
     }
     const RawTensor& raw = *it->second;
-    if (raw.shape != item.value().sizes().vec()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("weights: tensor '", name, "' has the wrong shape for ",
-                       config_.Describe()));
+    if (raw.shape != param.sizes().vec()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "weights: tensor '", name, "' has shape [", absl::StrJoin(raw.shape, ","),
+          "], expected [", absl::StrJoin(param.sizes().vec(), ","), "] for ", config_.Describe()));
     }
     if (static_cast<int64_t>(raw.bytes.size()) != raw.numel() * DTypeSize(raw.dtype)) {
       return absl::InvalidArgumentError(
@@ -314,23 +254,21 @@ absl::Status MoeTransformerImpl::ImportWeights(const std::vector<RawTensor>& ten
                        " bytes, expected ", raw.numel() * DTypeSize(raw.dtype)));
     }
   }
-  if (by_name.size() != params.size()) {
-    for (const RawTensor& t : tensors) {
-      bool known = false;
-      for (const auto& item : params) known = known || HfName(item.key()) == t.name;
-      if (!known) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("weights: unexpected tensor '", t.name, "'"));
-      }
+  for (const auto& [name, raw] : by_name) {
+    if (targets.count(name) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("weights: unexpected tensor '", name,
+                                                     "' for ", config_.Describe()));
     }
   }
   torch::NoGradGuard no_grad;
-  for (auto& item : params) {
-    const RawTensor& raw = *by_name[HfName(item.key())];
-    at::ScalarType st = raw.dtype == RawDType::kFloat32 ? at::kFloat : at::kBFloat16;
+  for (auto& [name, param] : targets) {
+    const RawTensor& raw = *by_name[name];
+    at::ScalarType st = raw.dtype == RawDType::kFloat32    ? at::kFloat
+                        : raw.dtype == RawDType::kBFloat16 ? at::kBFloat16
+                                                           : at::kHalf;
     at::Tensor src = at::from_blob(const_cast<char*>(raw.bytes.data()), raw.shape,
                                    at::TensorOptions().dtype(st));
-    item.value().copy_(src);
+    param.copy_(src);
   }
   return absl::OkStatus();
 }

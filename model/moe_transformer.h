@@ -1,14 +1,16 @@
 #pragma once
-// A small decoder-only Mixture-of-Experts transformer in LibTorch: RMSNorm,
-// rotary embeddings, grouped-query attention with a KV cache, and MoE
-// feed-forward layers with softmax top-k routing over SwiGLU experts. The
-// rollout engine samples from it and the learner trains it, so both share
-// exactly this code. Parameter names follow Hugging Face's MoE models
-// (model.layers.N.mlp.experts.E.gate_proj.weight, ...).
+// A decoder-only Mixture-of-Experts transformer in LibTorch covering the
+// Qwen3-MoE, Qwen2-MoE, Mixtral and OLMoE families and our own rlpost_moe
+// (see model_config.h): RMSNorm, rotary embeddings, grouped-query attention
+// with a KV cache, optional q/k norm, MoE feed-forwards with softmax top-k
+// routing over SwiGLU experts run as grouped work, optional shared expert,
+// dense layers where the config says so, tied or untied embeddings and an
+// optional multi-token-prediction (MTP) block. The rollout engine samples
+// from it and the learner trains it, so both share exactly this code.
 //
-// Thread-safety: Forward() under torch::NoGradGuard may run concurrently from
-// several threads (it reads parameters only); training and weight loads must
-// be exclusive.
+// Thread-safety: Forward()/MtpForward() under torch::NoGradGuard may run
+// concurrently from several threads (they read parameters only); training
+// and ImportWeights must be exclusive.
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
@@ -22,32 +24,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "common/run_config.h"
+#include "model/model_config.h"
+#include "model/moe_layers.h"
 #include "model/raw_tensor.h"
 
 namespace rlpost {
-
-struct ModelConfig {
-  int64_t vocab_size = 99;
-  int64_t n_layers = 2;
-  int64_t d_model = 96;
-  int64_t n_heads = 4;
-  int64_t n_kv_heads = 2;
-  int64_t n_experts = 4;
-  int64_t top_k = 2;
-  int64_t expert_hidden = 128;
-  int64_t max_seq_len = 96;
-  double rope_theta = 10000.0;
-  double rms_eps = 1e-6;
-  bool norm_topk_prob = true;
-  uint64_t init_seed = 7;
-
-  static ModelConfig FromShape(const ModelShape& shape, int64_t vocab_size);
-  int64_t head_dim() const { return d_model / n_heads; }
-  std::string Describe() const;
-  // Hugging Face style config.json text.
-  std::string ToConfigJson() const;
-};
 
 // Keys and values of every layer for a batch decoded together. Rows are left
 // padded so that all rows append at the same column.
@@ -57,74 +38,42 @@ struct KvCache {
   int64_t length = 0;         // columns filled so far
 };
 
+struct ForwardOptions {
+  KvCache* cache = nullptr;
+  // Router replay: per layer (indexed by layer number; undefined for dense
+  // layers) the [B*T, k] expert ids to use instead of routing.
+  const std::vector<at::Tensor>* replay_expert_ids = nullptr;
+  bool record_routing = false;  // fill ForwardOutput::routing
+};
+
 struct ForwardOutput {
   at::Tensor logits;    // [B, T, vocab]
-  at::Tensor aux_loss;  // scalar: MoE load-balancing loss, mean over layers
+  at::Tensor hidden;    // [B, T, D] last layer's output before the final norm (MTP input)
+  at::Tensor aux_loss;  // scalar: load-balancing loss, mean over MoE layers (1.0 = balanced)
+  at::Tensor z_loss;    // scalar: router z-loss, mean over MoE layers
+  // Per layer when record_routing (empty records for dense layers); rows are
+  // the B*T tokens in row-major order.
+  std::vector<RouterRecord> routing;
 };
 
-class RmsNormImpl : public torch::nn::Module {
+// DeepSeek-V3 style MTP block: combines the main model's hidden state at i
+// with the embedding of token i+1 and predicts token i+2 through the shared
+// output head.
+class MtpBlockImpl : public torch::nn::Module {
  public:
-  RmsNormImpl(int64_t dim, double eps);
-  at::Tensor forward(const at::Tensor& x);
+  explicit MtpBlockImpl(const ModelConfig& config);
 
  private:
-  at::Tensor weight_;
-  double eps_;
+  friend class MoeTransformerImpl;
+  RmsNorm enorm_{nullptr}, hnorm_{nullptr}, head_norm_{nullptr};
+  torch::nn::Linear eh_proj_{nullptr};
+  DecoderBlock block_{nullptr};
 };
-TORCH_MODULE(RmsNorm);
-
-class AttentionImpl : public torch::nn::Module {
- public:
-  explicit AttentionImpl(const ModelConfig& config);
-  // x [B,T,D]; cos/sin [B,T,head_dim]; mask [B,1,T,L] bool (true = attend).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     const at::Tensor& mask, KvCache* cache, int64_t layer);
-
- private:
-  ModelConfig config_;
-  torch::nn::Linear q_proj_{nullptr}, k_proj_{nullptr}, v_proj_{nullptr}, o_proj_{nullptr};
-};
-TORCH_MODULE(Attention);
-
-class ExpertImpl : public torch::nn::Module {
- public:
-  ExpertImpl(int64_t d_model, int64_t hidden);
-  at::Tensor forward(const at::Tensor& x);
-
- private:
-  torch::nn::Linear gate_proj_{nullptr}, up_proj_{nullptr}, down_proj_{nullptr};
-};
-TORCH_MODULE(Expert);
-
-class MoeFeedForwardImpl : public torch::nn::Module {
- public:
-  explicit MoeFeedForwardImpl(const ModelConfig& config);
-  // x [N,D] -> [N,D]; adds this layer's load-balancing loss to *aux_loss.
-  at::Tensor forward(const at::Tensor& x, at::Tensor* aux_loss);
-
- private:
-  ModelConfig config_;
-  torch::nn::Linear gate_{nullptr};
-  torch::nn::ModuleList experts_;
-};
-TORCH_MODULE(MoeFeedForward);
-
-class DecoderBlockImpl : public torch::nn::Module {
- public:
-  explicit DecoderBlockImpl(const ModelConfig& config);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     const at::Tensor& mask, KvCache* cache, int64_t layer,
-                     at::Tensor* aux_loss);
-
- private:
-  RmsNorm input_layernorm_{nullptr}, post_attention_layernorm_{nullptr};
-  Attention self_attn_{nullptr};
-  MoeFeedForward mlp_{nullptr};
-};
-TORCH_MODULE(DecoderBlock);
+TORCH_MODULE(MtpBlock);
 
 class MoeTransformerImpl : public torch::nn::Module {
  public:
+  // `config` must pass Validate().
   explicit MoeTransformerImpl(const ModelConfig& config);
 
   const ModelConfig& config() const { return config_; }
@@ -132,26 +81,53 @@ class MoeTransformerImpl : public torch::nn::Module {
   // tokens, positions: [B,T] int64. key_mask: [B, cache_len + T] bool, true
   // where a column holds a real (non-pad) token. With a cache, the new keys
   // and values are written at columns [cache->length, cache->length + T) and
-  // cache->length advances by T.
+  // cache->length advances by T. Token ids outside [0, vocab_size) throw
+  // c10::Error naming the id (see CheckTokenIds for a Status).
   ForwardOutput Forward(const at::Tensor& tokens, const at::Tensor& positions,
-                        const at::Tensor& key_mask, KvCache* cache);
+                        const at::Tensor& key_mask, const ForwardOptions& options);
+  ForwardOutput Forward(const at::Tensor& tokens, const at::Tensor& positions,
+                        const at::Tensor& key_mask, KvCache* cache) {
+    ForwardOptions o;
+    o.cache = cache;
+    return Forward(tokens, positions, key_mask, o);
+  }
+
+  // MTP head (config().mtp_layers == 1). hidden [B,T,D] from Forward at
+  // columns i, next_tokens [B,T] the tokens at i+1, positions those of i.
+  // key_mask [B, cache_len + T] as for Forward. Returns logits [B,T,vocab]
+  // for the tokens at i+2. `cache` comes from NewMtpCache.
+  at::Tensor MtpForward(const at::Tensor& hidden, const at::Tensor& next_tokens,
+                        const at::Tensor& positions, const at::Tensor& key_mask, KvCache* cache);
+
+  absl::Status CheckTokenIds(const at::Tensor& tokens) const;
 
   KvCache NewCache(int64_t batch, int64_t capacity) const;
+  KvCache NewMtpCache(int64_t batch, int64_t capacity) const;
 
-  // Parameters under their Hugging Face names, as float32 bytes.
-  std::vector<RawTensor> ExportWeights() const;
-  // Copies weights in; every parameter must be present with its shape.
-  // Nothing changes unless all checks pass.
+  // Parameters under their Hugging Face names, converted to `dtype`.
+  std::vector<RawTensor> ExportWeights(RawDType dtype = RawDType::kFloat32) const;
+  // Copies weights in (float32 or bfloat16). Every parameter must be present
+  // with its shape; a missing, unexpected or mis-shaped tensor is an error
+  // naming it and nothing changes unless all checks pass. With tied
+  // embeddings an lm_head.weight in the input is ignored.
   absl::Status ImportWeights(const std::vector<RawTensor>& tensors);
+
+  // Our module name ("layers.0.mlp.experts.1.up_proj.weight") as the
+  // Hugging Face name of this model family.
+  std::string HfName(const std::string& module_name) const;
 
  private:
   void InitWeights();
+  at::Tensor OutputHead(const at::Tensor& normed_hidden);
+  std::pair<at::Tensor, at::Tensor> Rotary(const at::Tensor& positions, at::ScalarType type) const;
+  static at::Tensor AttentionMask(const at::Tensor& key_mask, int64_t past, int64_t t);
 
   ModelConfig config_;
   torch::nn::Embedding embed_tokens_{nullptr};
   torch::nn::ModuleList layers_;
   RmsNorm norm_{nullptr};
   torch::nn::Linear lm_head_{nullptr};
+  MtpBlock mtp_{nullptr};
   at::Tensor inv_freq_;
 };
 TORCH_MODULE(MoeTransformer);

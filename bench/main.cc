@@ -1,0 +1,30 @@
+// rlpost-bench SUBCOMMAND [flags]: benchmarks that print ratios measured side
+// by side in one run (the machines they run on are shared and noisy).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bench/model_bench.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: rlpost-bench SUBCOMMAND [--json] [--quick]\n"
+    "subcommands:\n"
+    "  model   prefill/decode tokens/s of the MoE policy (batch 1, 8, 32) for the\n"
+    "          built-in config and a ~100M-parameter CPU config, and moe_efficiency:\n"
+    "          the MoE layer's FLOP rate over a dense matmul of the same active size\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string sub = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (sub == "model") return rlpost::bench::RunModelBench(args);
+  std::fprintf(stderr, "rlpost-bench: unknown subcommand '%s'\n%s", sub.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,112 @@
+// rlpost-model: Hugging Face checkpoints from the command line.
+//   rlpost-model inspect DIR
+//   rlpost-model convert SRC DST [--dtype float32|bfloat16] [--max-shard-bytes N]
+//   rlpost-model init CONFIG_JSON DST [--dtype ...] [--max-shard-bytes N]
+// Exit status: 0 done, 1 the checkpoint could not be read or written, 2 bad
+// arguments.
+#include <torch/types.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "model/checkpoint.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage:\n"
+    "  rlpost-model inspect DIR\n"
+    "      load a checkpoint directory (config.json + safetensors) and describe it\n"
+    "  rlpost-model convert SRC DST [--dtype float32|bfloat16] [--max-shard-bytes N]\n"
+    "      load SRC and write it to DST (Hugging Face layout, sharded past N bytes)\n"
+    "  rlpost-model init CONFIG_JSON DST [--dtype ...] [--max-shard-bytes N]\n"
+    "      write a randomly initialised checkpoint of the model CONFIG_JSON describes\n"
+    "      (seed: config field rlpost_init_seed)\n"
+    "model types: qwen3_moe, qwen2_moe, mixtral, olmoe, rlpost_moe\n";
+
+int Usage(const std::string& why) {
+  std::cerr << "rlpost-model: " << why << "\n" << kUsage;
+  return 2;
+}
+
+bool ParseWriteFlags(const std::vector<std::string>& args, size_t from,
+                     rlpost::CheckpointWriteOptions* options, std::string* error) {
+  for (size_t i = from; i < args.size(); ++i) {
+    if (args[i] == "--dtype" && i + 1 < args.size()) {
+      const std::string& d = args[++i];
+      if (d == "float32") options->dtype = rlpost::RawDType::kFloat32;
+      else if (d == "bfloat16") options->dtype = rlpost::RawDType::kBFloat16;
+      else return *error = "--dtype must be float32 or bfloat16, got '" + d + "'", false;
+    } else if (args[i] == "--max-shard-bytes" && i + 1 < args.size()) {
+      int64_t n = 0;
+      if (!absl::SimpleAtoi(args[++i], &n) || n <= 0) {
+        return *error = "--max-shard-bytes must be a positive integer", false;
+      }
+      options->max_shard_bytes = n;
+    } else {
+      return *error = "unknown or incomplete flag '" + args[i] + "'", false;
+    }
+  }
+  return true;
+}
+
+void Describe(rlpost::MoeTransformer& model) {
+  int64_t params = 0;
+  for (const auto& p : model->parameters()) params += p.numel();
+  std::cout << model->config().Describe() << "\n"
+            << "parameters: " << params << " (" << model->parameters().size() << " tensors)\n";
+}
+
+int Fail(const absl::Status& s) {
+  std::cerr << "rlpost-model: " << s.message() << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) return Usage("missing command");
+  if (args[0] == "--help" || args[0] == "-h") {
+    std::cout << kUsage;
+    return 0;
+  }
+  const std::string& cmd = args[0];
+  if (cmd == "inspect") {
+    if (args.size() != 2) return Usage("inspect takes one directory");
+    auto model = rlpost::LoadCheckpoint(args[1]);
+    if (!model.ok()) return Fail(model.status());
+    Describe(*model);
+    return 0;
+  }
+  if (cmd == "convert" || cmd == "init") {
+    if (args.size() < 3) return Usage(cmd + " takes a source and a destination");
+    rlpost::CheckpointWriteOptions options;
+    std::string error;
+    if (!ParseWriteFlags(args, 3, &options, &error)) return Usage(error);
+    absl::StatusOr<rlpost::MoeTransformer> model = absl::UnknownError("unset");
+    if (cmd == "convert") {
+      model = rlpost::LoadCheckpoint(args[1]);
+    } else {
+      std::ifstream in(args[1]);
+      if (!in) return Fail(absl::NotFoundError("cannot open '" + args[1] + "'"));
+      std::stringstream text;
+      text << in.rdbuf();
+      auto config = rlpost::ParseConfigJson(text.str());
+      if (!config.ok()) return Fail(config.status());
+      model = rlpost::MoeTransformer(*config);
+    }
+    if (!model.ok()) return Fail(model.status());
+    absl::Status s = rlpost::SaveCheckpoint(**model, args[2], options);
+    if (!s.ok()) return Fail(s);
+    Describe(*model);
+    std::cout << "wrote " << args[2] << "\n";
+    return 0;
+  }
+  return Usage("unknown command '" + cmd + "'");
+}
