@@ -2,9 +2,11 @@
 //   rlpost-model inspect DIR
 //   rlpost-model convert SRC DST [--dtype float32|bfloat16] [--max-shard-bytes N]
 //   rlpost-model init CONFIG_JSON DST [--dtype ...] [--max-shard-bytes N]
+//   rlpost-model logits DIR TOKEN_ID...
 // Exit status: 0 done, 1 the checkpoint could not be read or written, 2 bad
 // arguments.
 #include <torch/types.h>
+#include <torch/utils.h>
 
 #include <cstdio>
 #include <fstream>
@@ -27,6 +29,9 @@ constexpr char kUsage[] =
     "  rlpost-model init CONFIG_JSON DST [--dtype ...] [--max-shard-bytes N]\n"
     "      write a randomly initialised checkpoint of the model CONFIG_JSON describes\n"
     "      (seed: config field rlpost_init_seed)\n"
+    "  rlpost-model logits DIR TOKEN_ID...\n"
+    "      print the float32 logits [T, vocab] of one sequence as JSON (for comparing\n"
+    "      with other implementations, e.g. scripts/hf_compare_logits.py)\n"
     "model types: qwen3_moe, qwen2_moe, mixtral, olmoe, rlpost_moe\n";
 
 int Usage(const std::string& why) {
@@ -106,6 +111,32 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
     Describe(*model);
     std::cout << "wrote " << args[2] << "\n";
+    return 0;
+  }
+  if (cmd == "logits") {
+    if (args.size() < 3) return Usage("logits takes a directory and token ids");
+    std::vector<int> ids;
+    for (size_t i = 2; i < args.size(); ++i) {
+      int id = 0;
+      if (!absl::SimpleAtoi(args[i], &id)) return Usage("token id '" + args[i] + "' is not an integer");
+      ids.push_back(id);
+    }
+    auto model = rlpost::LoadCheckpoint(args[1]);
+    if (!model.ok()) return Fail(model.status());
+    rlpost::PaddedBatch batch = rlpost::LeftPad({ids});
+    absl::Status s = (*model)->CheckTokenIds(batch.tokens);
+    if (!s.ok()) return Fail(s);
+    torch::NoGradGuard no_grad;
+    at::Tensor logits = (*model)->Forward(batch.tokens, batch.positions, batch.mask, nullptr)
+                            .logits[0].to(at::kFloat).contiguous();
+    std::printf("[");
+    for (int64_t t = 0; t < logits.size(0); ++t) {
+      std::printf(t == 0 ? "[" : ",\n[");
+      const float* row = logits[t].data_ptr<float>();
+      for (int64_t v = 0; v < logits.size(1); ++v) std::printf(v == 0 ? "%.9g" : ",%.9g", row[v]);
+      std::printf("]");
+    }
+    std::printf("]\n");
     return 0;
   }
   return Usage("unknown command '" + cmd + "'");

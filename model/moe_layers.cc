@@ -75,13 +75,15 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
     k = cache->k[layer].narrow(2, 0, start + t);
     v = cache->v[layer].narrow(2, 0, start + t);
   }
-  if (kvh != h) {
-    k = k.repeat_interleave(h / kvh, 1);
-    v = v.repeat_interleave(h / kvh, 1);
-  }
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));
+  // Grouped-query attention without copying keys/values: the g = h / kvh
+  // query heads that share a key/value head are stacked along the time axis.
+  int64_t g = h / kvh, l = k.size(2);
+  at::Tensor qg = q.reshape({b, kvh, g * t, hd});
+  at::Tensor scores = at::matmul(qg, k.transpose(-2, -1)).view({b, h, t, l}) /
+                      std::sqrt(static_cast<double>(hd));
   scores = scores.masked_fill(mask.logical_not(), kMaskedScore);
-  at::Tensor out = at::matmul(at::softmax(scores, -1), v);
+  at::Tensor probs = at::softmax(scores, -1).view({b, kvh, g * t, l});
+  at::Tensor out = at::matmul(probs, v).view({b, h, t, hd});
   return o_proj_->forward(out.transpose(1, 2).reshape({b, t, h * hd}));
 }
 
