@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package the build, the tests and the demo need.
+# Installs every Debian package the build, the tests and the demo need, then
+# the npm packages the tokenizer reference test compares against.
 # Idempotent: does nothing (and needs no network) when all are present.
 set -euo pipefail
 
@@ -10,7 +11,14 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libtorch-dev libgloo-dev
   libopenblas0-pthread
+  libpcre2-dev libutf8proc-dev
 )
+# Node runs the independent tokenizers of tests/model/tokenizer_reference; a
+# node that is already installed (any source) is used as it is.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
+NPM_REFS="$(dirname "$0")/install_npm_refs.sh"
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -21,6 +29,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PACKAGES[@]} packages present"
+  "$NPM_REFS"
   exit 0
 fi
 
@@ -30,3 +39,4 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q "${missing[@]}"
+"$NPM_REFS"
