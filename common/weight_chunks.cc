@@ -9,7 +9,12 @@ namespace rlpost {
 namespace {
 
 v1::DType ToProto(RawDType d) {
-  return d == RawDType::kFloat32 ? v1::DTYPE_FLOAT32 : v1::DTYPE_BFLOAT16;
+  switch (d) {
+    case RawDType::kFloat32: return v1::DTYPE_FLOAT32;
+    case RawDType::kBFloat16: return v1::DTYPE_BFLOAT16;
+    case RawDType::kFloat16: return v1::DTYPE_FLOAT16;
+  }
+  return v1::DTYPE_UNSPECIFIED;
 }
 
 }  // namespace
@@ -54,7 +59,8 @@ absl::Status WeightAssembler::Add(const v1::WeightChunk& c) {
                                                    c.version(), " in a stream of version ",
                                                    version_));
   }
-  if (c.dtype() != v1::DTYPE_FLOAT32 && c.dtype() != v1::DTYPE_BFLOAT16) {
+  if (c.dtype() != v1::DTYPE_FLOAT32 && c.dtype() != v1::DTYPE_BFLOAT16 &&
+      c.dtype() != v1::DTYPE_FLOAT16) {
     return absl::InvalidArgumentError(
         absl::StrCat("weight chunk of '", name, "': unsupported dtype ", c.dtype()));
   }
@@ -66,7 +72,9 @@ absl::Status WeightAssembler::Add(const v1::WeightChunk& c) {
     }
     RawTensor t;
     t.name = name;
-    t.dtype = c.dtype() == v1::DTYPE_FLOAT32 ? RawDType::kFloat32 : RawDType::kBFloat16;
+    t.dtype = c.dtype() == v1::DTYPE_FLOAT32    ? RawDType::kFloat32
+              : c.dtype() == v1::DTYPE_BFLOAT16 ? RawDType::kBFloat16
+                                                : RawDType::kFloat16;
     t.shape.assign(c.shape().begin(), c.shape().end());
     if (t.numel() * DTypeSize(t.dtype) != c.total_bytes()) {
       return absl::InvalidArgumentError(

@@ -8,13 +8,14 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "model/hf_checkpoint_io.h"
 #include "model/moe_transformer.h"
 
 namespace rlpost {
 
 struct CheckpointWriteOptions {
   RawDType dtype = RawDType::kFloat32;           // kFloat32 or kBFloat16
-  int64_t max_shard_bytes = int64_t{5} << 30;    // Hugging Face's default 5 GiB
+  int64_t max_shard_bytes = kDefaultMaxShardBytes;  // Hugging Face's "5GB"
 };
 
 // Reads and parses dir/config.json (see ParseConfigJson).
