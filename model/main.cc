@@ -3,6 +3,7 @@
 //   rlpost-model convert SRC DST [--dtype float32|bfloat16] [--max-shard-bytes N]
 //   rlpost-model init CONFIG_JSON DST [--dtype ...] [--max-shard-bytes N]
 //   rlpost-model logits DIR TOKEN_ID...
+//   rlpost-model tokenize TOKENIZER_JSON TEXT
 // Exit status: 0 done, 1 the checkpoint could not be read or written, 2 bad
 // arguments.
 #include <torch/types.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "model/bpe_tokenizer.h"
 #include "model/checkpoint.h"
 
 namespace {
@@ -32,6 +34,8 @@ constexpr char kUsage[] =
     "  rlpost-model logits DIR TOKEN_ID...\n"
     "      print the float32 logits [T, vocab] of one sequence as JSON (for comparing\n"
     "      with other implementations, e.g. scripts/hf_compare_logits.py)\n"
+    "  rlpost-model tokenize TOKENIZER_JSON TEXT\n"
+    "      print the token ids of TEXT under a Hugging Face tokenizer.json (no BOS/EOS)\n"
     "model types: qwen3_moe, qwen2_moe, mixtral, olmoe, rlpost_moe\n";
 
 int Usage(const std::string& why) {
@@ -111,6 +115,16 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
     Describe(*model);
     std::cout << "wrote " << args[2] << "\n";
+    return 0;
+  }
+  if (cmd == "tokenize") {
+    if (args.size() != 3) return Usage("tokenize takes a tokenizer.json and one text");
+    auto tokenizer = rlpost::BpeTokenizer::FromJsonFile(args[1]);
+    if (!tokenizer.ok()) return Fail(tokenizer.status());
+    auto ids = tokenizer->Encode(args[2]);
+    if (!ids.ok()) return Fail(ids.status());
+    for (size_t i = 0; i < ids->size(); ++i) std::cout << (i ? " " : "") << (*ids)[i];
+    std::cout << "\n";
     return 0;
   }
   if (cmd == "logits") {

@@ -4,7 +4,8 @@
 // transformers.js) and `tokenizers` (Hugging Face's Rust library). The corpus
 // is every text of MATH-500, GSM8K and HumanEval plus hand-written Unicode
 // edge cases; every id must be equal. Skips, saying what to install, when
-// node, the npm packages (`make deps`) or the data files are missing.
+// node or the npm packages (`make deps`) are missing; without the data files only
+// the Unicode edge cases are compared.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -174,7 +175,7 @@ std::vector<std::string> RandomTexts(uint64_t seed, int count) {
 
 struct Corpus {
   std::vector<std::string> texts;
-  std::string missing;  // why the corpus could not be built; empty when fine
+  std::string missing;  // which dataset file is absent; empty when all are there
 };
 
 const Corpus& GetCorpus() {
@@ -189,8 +190,9 @@ const Corpus& GetCorpus() {
     for (const auto& [name, fields] : files) {
       const std::string path = data_dir + "/" + name;
       if (!FileExists(path)) {
+        // The Unicode edge cases below are still compared.
         c->missing = absl::StrCat("data file ", path, " is missing (set RLPOST_DATA_DIR)");
-        return c;
+        continue;
       }
       for (std::string& text : ReadJsonlFields(path, fields)) c->texts.push_back(std::move(text));
     }
@@ -211,7 +213,7 @@ std::string MissingReference() {
   if (!FileExists(ReferenceDir() + "/node_modules/tokenizers/package.json")) {
     return absl::StrCat("npm package `tokenizers` is missing; ", kInstallHint);
   }
-  return GetCorpus().missing;
+  return "";
 }
 
 const BpeTokenizer& LoadModel(const std::string& model) {
@@ -317,6 +319,12 @@ class BpeTokenizerReferenceTest : public ::testing::TestWithParam<ReferenceCase>
     if (!missing.empty()) GTEST_SKIP() << missing;
   }
 };
+
+TEST(BpeTokenizerReferenceDataTest, DatasetsArePresent) {
+  // Makes a missing dataset visible as a skip; the comparisons then run on
+  // the Unicode edge cases only.
+  if (!GetCorpus().missing.empty()) GTEST_SKIP() << GetCorpus().missing;
+}
 
 TEST_P(BpeTokenizerReferenceTest, EveryIdMatches) {
   const ReferenceCase& c = GetParam();
