@@ -28,6 +28,7 @@ std::vector<ConfigKey> Keys() {
       {"model.max_seq_len", T::kInt, "96", "context length"},
       {"model.rope_theta", T::kDouble, "10000", "rotary embedding base"},
       {"model.init_seed", T::kInt, "7", "seed of the initial weights"},
+      {"model.mtp_layers", T::kInt, "0", "multi-token-prediction blocks (0 or 1)"},
       {"sft.steps", T::kInt, "300", "supervised warm-start steps before RL"},
       {"sft.batch_size", T::kInt, "32", "warm-start batch size"},
       {"sft.lr", T::kDouble, "0.003", "warm-start learning rate"},
@@ -118,6 +119,10 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.model.max_seq_len = c.GetInt("model.max_seq_len");
   r.model.rope_theta = c.GetDouble("model.rope_theta");
   r.model.init_seed = c.GetInt("model.init_seed");
+  r.model.mtp_layers = c.GetInt("model.mtp_layers");
+  if (r.model.mtp_layers < 0 || r.model.mtp_layers > 1) {
+    return absl::InvalidArgumentError("config key 'model.mtp_layers' must be 0 or 1");
+  }
   if (r.model.d_model % r.model.n_heads != 0) {
     return absl::InvalidArgumentError("config key 'model.d_model' must be divisible by 'model.n_heads'");
   }

@@ -26,6 +26,7 @@ struct ModelShape {
   int64_t max_seq_len = 96;
   double rope_theta = 10000.0;
   int64_t init_seed = 7;
+  int64_t mtp_layers = 0;  // 1: a multi-token-prediction block (docs/model.md)
 };
 
 struct RunConfig {

@@ -87,8 +87,8 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
     std::vector<const TrainExample*> mine;
     for (size_t i = rank; i < batch.size(); i += static_cast<size_t>(world)) mine.push_back(&batch[i]);
 
-    // [loss_sum, clipped, kl_sum] over this rank's tokens.
-    at::Tensor local = at::zeros({3}, at::kDouble);
+    // [loss_sum, clipped, kl_sum, mtp_loss_sum, mtp_tokens] over this rank's tokens.
+    at::Tensor local = at::zeros({5}, at::kDouble);
     if (!mine.empty()) {
       std::vector<std::vector<int>> seqs;
       for (const TrainExample* ex : mine) {
@@ -141,6 +141,23 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       local[0] = loss_sum.detach().to(at::kDouble);
       at::Tensor loss = loss_sum / static_cast<double>(global_tokens) +
                         options.aux_loss_coef * out.aux_loss / static_cast<double>(world);
+      if (config.mtp_layers > 0 && t > 2) {
+        // Column i predicts token i+2; it counts where token i+2 is a response token.
+        bool sft = options.objective == TrainObjective::kSft;
+        at::Tensor mtp_logits = impl_->model->MtpForward(
+            out.hidden.narrow(1, 0, t - 2), pb.tokens.narrow(1, 1, t - 2),
+            pb.positions.narrow(1, 0, t - 2), pb.mask.narrow(1, 0, t - 2), nullptr,
+            /*train_shared=*/sft);
+        at::Tensor mtp_target = pb.tokens.narrow(1, 2, t - 2);
+        at::Tensor mtp_ce = -at::log_softmax(mtp_logits, -1)
+                                 .gather(-1, mtp_target.unsqueeze(-1))
+                                 .squeeze(-1);
+        at::Tensor mtp_mask = resp_mask.narrow(1, 1, t - 2);
+        at::Tensor mtp_sum = (mtp_ce * mtp_mask).sum();
+        local[3] = mtp_sum.detach().to(at::kDouble);
+        local[4] = mtp_mask.sum().to(at::kDouble);
+        loss = loss + options.mtp_loss_coef * mtp_sum / static_cast<double>(global_tokens);
+      }
       loss.backward();
     }
 
@@ -154,11 +171,15 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       absl::Status s = impl_->group->AllReduceSum(grads);
       if (!s.ok()) return s;
     }
-    if (options.grad_clip > 0) {
-      stats.grad_norm = torch::nn::utils::clip_grad_norm_(impl_->model->parameters(), options.grad_clip);
-    } else {
-      stats.grad_norm = torch::nn::utils::clip_grad_norm_(impl_->model->parameters(), 1e30);
+    // The MTP block is clipped on its own so that it never rescales the
+    // policy's gradient.
+    std::vector<at::Tensor> policy_params, mtp_params;
+    for (const auto& item : impl_->model->named_parameters()) {
+      (item.key().rfind("mtp.", 0) == 0 ? mtp_params : policy_params).push_back(item.value());
     }
+    double clip = options.grad_clip > 0 ? options.grad_clip : 1e30;
+    stats.grad_norm = torch::nn::utils::clip_grad_norm_(policy_params, clip);
+    if (!mtp_params.empty()) torch::nn::utils::clip_grad_norm_(mtp_params, clip);
     if (!std::isfinite(stats.grad_norm)) {
       impl_->optimizer.zero_grad();
       return absl::InternalError("non-finite gradient norm; step skipped");
@@ -168,6 +189,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
     stats.loss = l[0] / static_cast<double>(global_tokens);
     stats.clip_fraction = l[1] / static_cast<double>(global_tokens);
     stats.approx_kl = l[2] / static_cast<double>(global_tokens);
+    stats.mtp_loss = l[4] > 0 ? l[3] / l[4] : 0.0;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("training step failed: ", e.what_without_backtrace()));
   }

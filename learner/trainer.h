@@ -38,6 +38,11 @@ struct StepOptions {
   double clip_eps = 0.2;
   double temperature = 1.0;     // logits are divided by it, as when sampling
   double aux_loss_coef = 0.01;  // MoE load balancing
+  // Multi-token-prediction loss (models with an MTP block): cross-entropy of
+  // the token after next on response tokens. SFT steps train the whole model
+  // with it (DeepSeek-V3 style); policy-gradient steps train the MTP block
+  // alone, so the policy update is exactly the one without MTP.
+  double mtp_loss_coef = 0.1;
   double grad_clip = 1.0;       // 0 = off
 };
 
@@ -46,6 +51,7 @@ struct StepStats {
   double grad_norm = 0.0;
   double clip_fraction = 0.0;  // PG: fraction of tokens whose ratio was clipped
   double approx_kl = 0.0;      // PG: k3 estimate of KL(old || new)
+  double mtp_loss = 0.0;       // MTP cross-entropy per predicted token (0 without MTP)
   int64_t tokens = 0;          // response tokens in the global batch
   int64_t weight_version = 0;  // version after the step
 };

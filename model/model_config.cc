@@ -164,6 +164,7 @@ ModelConfig ModelConfig::FromShape(const ModelShape& shape, int64_t vocab_size) 
   c.max_seq_len = shape.max_seq_len;
   c.rope_theta = shape.rope_theta;
   c.init_seed = static_cast<uint64_t>(shape.init_seed);
+  c.mtp_layers = shape.mtp_layers;
   return c;
 }
 

@@ -125,9 +125,9 @@ at::Tensor MoeTransformerImpl::AttentionMask(const at::Tensor& key_mask, int64_t
       key_mask.unsqueeze(1).unsqueeze(1));  // [B,1,T,L]
 }
 
-at::Tensor MoeTransformerImpl::OutputHead(const at::Tensor& normed_hidden) {
-  if (config_.tie_word_embeddings) return at::linear(normed_hidden, embed_tokens_->weight);
-  return lm_head_->forward(normed_hidden);
+at::Tensor MoeTransformerImpl::OutputHead(const at::Tensor& normed_hidden, bool detach_weight) {
+  at::Tensor w = config_.tie_word_embeddings ? embed_tokens_->weight : lm_head_->weight;
+  return at::linear(normed_hidden, detach_weight ? w.detach() : w);
 }
 
 ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Tensor& positions,
@@ -173,20 +173,22 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
 
 at::Tensor MoeTransformerImpl::MtpForward(const at::Tensor& hidden, const at::Tensor& next_tokens,
                                           const at::Tensor& positions, const at::Tensor& key_mask,
-                                          KvCache* cache) {
+                                          KvCache* cache, bool train_shared) {
   TORCH_CHECK(!mtp_.is_empty(), "this model has no multi-token-prediction block");
   if (absl::Status s = CheckTokenIds(next_tokens); !s.ok()) TORCH_CHECK(false, s.message());
   int64_t b = hidden.size(0), t = hidden.size(1);
   int64_t past = cache != nullptr ? cache->length : 0;
-  at::Tensor e = mtp_->enorm_->forward(embed_tokens_->forward(next_tokens));
-  at::Tensor h = mtp_->hnorm_->forward(hidden);
+  at::Tensor embed = embed_tokens_->weight;
+  at::Tensor e = mtp_->enorm_->forward(
+      at::embedding(train_shared ? embed : embed.detach(), next_tokens));
+  at::Tensor h = mtp_->hnorm_->forward(train_shared ? hidden : hidden.detach());
   at::Tensor x = mtp_->eh_proj_->forward(at::cat({e, h}, -1));
   auto [cos, sin] = Rotary(positions, x.scalar_type());
   RoutingContext routing;
   routing.token_mask = key_mask.narrow(1, past, t).reshape({b * t});
   x = mtp_->block_->forward(x, cos, sin, AttentionMask(key_mask, past, t), cache, 0, routing);
   if (cache != nullptr) cache->length = past + t;
-  return OutputHead(mtp_->head_norm_->forward(x));
+  return OutputHead(mtp_->head_norm_->forward(x), /*detach_weight=*/!train_shared);
 }
 
 std::string MoeTransformerImpl::HfName(const std::string& module_name) const {

@@ -95,9 +95,13 @@ class MoeTransformerImpl : public torch::nn::Module {
   // MTP head (config().mtp_layers == 1). hidden [B,T,D] from Forward at
   // columns i, next_tokens [B,T] the tokens at i+1, positions those of i.
   // key_mask [B, cache_len + T] as for Forward. Returns logits [B,T,vocab]
-  // for the tokens at i+2. `cache` comes from NewMtpCache.
+  // for the tokens at i+2. `cache` comes from NewMtpCache. With
+  // `train_shared` false, gradients stop at `hidden` and at the shared
+  // embedding and output head, so a loss on these logits trains the MTP
+  // block alone (a drafter trained during RL without moving the policy).
   at::Tensor MtpForward(const at::Tensor& hidden, const at::Tensor& next_tokens,
-                        const at::Tensor& positions, const at::Tensor& key_mask, KvCache* cache);
+                        const at::Tensor& positions, const at::Tensor& key_mask, KvCache* cache,
+                        bool train_shared = true);
 
   absl::Status CheckTokenIds(const at::Tensor& tokens) const;
 
@@ -118,7 +122,7 @@ class MoeTransformerImpl : public torch::nn::Module {
 
  private:
   void InitWeights();
-  at::Tensor OutputHead(const at::Tensor& normed_hidden);
+  at::Tensor OutputHead(const at::Tensor& normed_hidden, bool detach_weight = false);
   std::pair<at::Tensor, at::Tensor> Rotary(const at::Tensor& positions, at::ScalarType type) const;
   static at::Tensor AttentionMask(const at::Tensor& key_mask, int64_t past, int64_t t);
 

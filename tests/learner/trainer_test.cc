@@ -72,6 +72,60 @@ TEST(TrainerTest, PolicyGradientFollowsTheAdvantageSign) {
   }
 }
 
+RunConfig WithMtp() {
+  RunConfig c = TinyRunConfig();
+  c.model.mtp_layers = 1;
+  return c;
+}
+
+TEST(TrainerTest, SftTrainsTheMtpBlock) {
+  auto t = Trainer::Create(WithMtp(), 40, nullptr);
+  ASSERT_TRUE(t.ok());
+  StepOptions o;
+  o.objective = TrainObjective::kSft;
+  o.lr = 1e-2;
+  StepStats first = *(*t)->Step(SftBatch(), o);
+  EXPECT_GT(first.mtp_loss, 0.0);
+  StepStats last;
+  for (int i = 0; i < 30; ++i) last = *(*t)->Step(SftBatch(), o);
+  EXPECT_LT(last.mtp_loss, first.mtp_loss * 0.5);
+}
+
+// During RL the MTP loss trains the drafter only: the policy's weights after a
+// PG step are bit-identical to those of a model without the MTP loss.
+TEST(TrainerTest, PolicyGradientStepLeavesThePolicyUpdateUnchangedByMtp) {
+  std::vector<TrainExample> batch = SftBatch();
+  for (auto& ex : batch) {
+    ex.old_logprobs.assign(ex.response.size(), -1.0f);
+    ex.advantage = 0.5f;
+  }
+  std::vector<std::vector<RawTensor>> weights;
+  for (double coef : {0.0, 1.0}) {
+    auto t = Trainer::Create(WithMtp(), 40, nullptr);
+    ASSERT_TRUE(t.ok());
+    StepOptions o;
+    o.lr = 1e-2;
+    o.mtp_loss_coef = coef;
+    StepStats s = *(*t)->Step(batch, o);
+    EXPECT_GT(s.mtp_loss, 0.0);
+    weights.push_back((*t)->ExportWeights());
+  }
+  ASSERT_EQ(weights[0].size(), weights[1].size());
+  int mtp_tensors = 0, changed_mtp = 0;
+  for (size_t i = 0; i < weights[0].size(); ++i) {
+    // The MTP block is layer n_layers (1) in Hugging Face naming.
+    bool mtp = weights[0][i].name.rfind("model.layers.1.", 0) == 0;
+    if (mtp) {
+      ++mtp_tensors;
+      changed_mtp += weights[0][i].bytes != weights[1][i].bytes ? 1 : 0;
+    } else {
+      EXPECT_EQ(weights[0][i].bytes, weights[1][i].bytes) << weights[0][i].name;
+    }
+  }
+  EXPECT_GT(mtp_tensors, 5);
+  EXPECT_GT(changed_mtp, 0);
+}
+
 TEST(TrainerTest, RejectsInconsistentExamples) {
   auto t = Trainer::Create(TinyRunConfig(), 40, nullptr);
   std::vector<TrainExample> batch = SftBatch();
