@@ -72,7 +72,8 @@ const char* const kInterpretedKeys[] = {
     "num_local_experts", "num_experts_per_tok", "norm_topk_prob", "decoder_sparse_step",
     "mlp_only_layers", "first_k_dense_replace", "shared_expert_intermediate_size",
     "shared_expert_gate", "router_aux_loss_coef", "num_nextn_predict_layers", "torch_dtype",
-    "sliding_window", "use_sliding_window", "clip_qkv", "hidden_act", "rlpost_init_seed"};
+    "sliding_window", "use_sliding_window", "clip_qkv", "hidden_act", "rlpost_init_seed",
+    "rope_parameters", "qkv_bias", "dtype"};
 
 const char* ArchitectureName(const std::string& model_type) {
   if (model_type == "qwen3_moe") return "Qwen3MoeForCausalLM";
@@ -112,6 +113,7 @@ ModelConfig DefaultsFor(const std::string& type) {
     c.norm_topk_prob = false;
     c.max_seq_len = 32768;
     c.router_aux_loss_coef = 0.001;
+    c.n_kv_heads = 4;
   } else if (type == "qwen2_moe") {
     c.qk_norm = QkNorm::kNone;
     c.qkv_bias = true;
@@ -119,15 +121,18 @@ ModelConfig DefaultsFor(const std::string& type) {
     c.rms_eps = 1e-6;
     c.norm_topk_prob = false;
     c.shared_expert_gate = true;
+    c.shared_expert_hidden = 5632;
     c.max_seq_len = 32768;
     c.router_aux_loss_coef = 0.001;
+    c.n_kv_heads = 16;
   } else if (type == "mixtral") {
     c.qk_norm = QkNorm::kNone;
     c.rope_theta = 1e6;
     c.rms_eps = 1e-5;
     c.norm_topk_prob = true;
     c.max_seq_len = 4096 * 32;
-    c.router_aux_loss_coef = 0.02;
+    c.router_aux_loss_coef = 0.001;
+    c.n_kv_heads = 8;
   } else if (type == "olmoe") {
     c.qk_norm = QkNorm::kFull;
     c.rope_theta = 10000.0;
@@ -218,9 +223,49 @@ absl::Status ModelConfig::Validate() const {
     return bad(absl::StrCat("num_nextn_predict_layers is ", mtp_layers, "; supported: 0 or 1"));
   }
   if (max_seq_len <= 0) return bad("max_position_embeddings must be positive");
-  if (decoder_sparse_step < 0 || first_k_dense < 0) {
-    return bad("decoder_sparse_step and first_k_dense_replace must not be negative");
+  if (decoder_sparse_step < 1 || first_k_dense < 0) {
+    return bad("decoder_sparse_step must be at least 1 and first_k_dense_replace not negative");
   }
+  return ValidateFamily();
+}
+
+// What each Hugging Face family can express: a combination outside it would be
+// written as a config.json that transformers builds differently.
+absl::Status ModelConfig::ValidateFamily() const {
+  auto bad = [this](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("model config: ", model_type, " ", what,
+                                                   "; use model_type rlpost_moe for it"));
+  };
+  if (model_type == "rlpost_moe") return absl::OkStatus();
+  if (first_k_dense != 0) return bad("has no first_k_dense_replace");
+  if (n_experts == 0) return bad("needs experts");
+  bool all_moe = decoder_sparse_step == 1 && mlp_only_layers.empty();
+  if (model_type == "qwen3_moe") {
+    if (qk_norm != QkNorm::kPerHead) return bad("always has per-head q/k norm");
+    if (shared_expert_hidden != 0) return bad("has no shared expert");
+    if (qkv_bias != o_bias) return bad("has one attention_bias for q/k/v/o");
+  } else if (model_type == "qwen2_moe") {
+    if (qk_norm != QkNorm::kNone) return bad("has no q/k norm");
+    if (shared_expert_hidden <= 0 || !shared_expert_gate) {
+      return bad("always has a gated shared expert");
+    }
+    if (o_bias) return bad("has no o_proj bias");
+  } else if (model_type == "mixtral") {
+    if (qk_norm != QkNorm::kNone) return bad("has no q/k norm");
+    if (shared_expert_hidden != 0) return bad("has no shared expert");
+    if (!all_moe) return bad("has no dense layers");
+    if (!norm_topk_prob) return bad("always renormalises the top-k weights");
+    if (qkv_bias || o_bias) return bad("has no attention bias");
+  } else if (model_type == "olmoe") {
+    if (qk_norm != QkNorm::kFull) return bad("always has q/k norm over the whole projection");
+    if (shared_expert_hidden != 0) return bad("has no shared expert");
+    if (!all_moe) return bad("has no dense layers");
+    if (qkv_bias != o_bias) return bad("has one attention_bias for q/k/v/o");
+    if (d_model % n_heads != 0 || head_dim() != d_model / n_heads) {
+      return bad("needs head_dim = hidden_size / num_attention_heads");
+    }
+  }
+  return absl::OkStatus();
   return absl::OkStatus();
 }
 
@@ -264,6 +309,7 @@ std::string ModelConfig::ToConfigJson(const std::string& torch_dtype) const {
   if (model_type == "olmoe") {
     j["intermediate_size"] = expert_hidden;
     j.erase("moe_intermediate_size");
+    j.erase("head_dim");
     j["clip_qkv"] = nullptr;
   }
   if (model_type == "qwen3_moe" || model_type == "qwen2_moe" || model_type == "rlpost_moe") {
@@ -277,6 +323,7 @@ std::string ModelConfig::ToConfigJson(const std::string& torch_dtype) const {
   if (model_type == "qwen2_moe" || model_type == "rlpost_moe") {
     j["shared_expert_intermediate_size"] = shared_expert_hidden;
   }
+  if (model_type == "qwen2_moe") j["qkv_bias"] = qkv_bias;
   if (model_type == "rlpost_moe") {
     j["qk_norm"] = QkNormName(qk_norm);
     j["shared_expert_gate"] = shared_expert_gate;
@@ -285,6 +332,7 @@ std::string ModelConfig::ToConfigJson(const std::string& torch_dtype) const {
   if (mtp_layers > 0) j["num_nextn_predict_layers"] = mtp_layers;
   j["rlpost_init_seed"] = init_seed;
   j["torch_dtype"] = torch_dtype;
+  j["dtype"] = torch_dtype;  // the name transformers 5 uses
   return j.dump(2);
 }
 
@@ -309,7 +357,7 @@ absl::StatusOr<ModelConfig> ParseConfigJson(const std::string& text) {
   r.Int("hidden_size", &c.d_model, /*required=*/true);
   r.Int("num_hidden_layers", &c.n_layers, /*required=*/true);
   r.Int("num_attention_heads", &c.n_heads, /*required=*/true);
-  c.n_kv_heads = c.n_heads;
+  if (type == "olmoe" || type == "rlpost_moe") c.n_kv_heads = c.n_heads;
   r.Int("num_key_value_heads", &c.n_kv_heads);
   r.Int("head_dim", &c.explicit_head_dim);
   r.Int("max_position_embeddings", &c.max_seq_len);
@@ -343,6 +391,8 @@ absl::StatusOr<ModelConfig> ParseConfigJson(const std::string& text) {
     if (type != "qwen2_moe") {
       r.Bool("attention_bias", &c.qkv_bias);
       c.o_bias = c.qkv_bias;
+    } else {
+      r.Bool("qkv_bias", &c.qkv_bias);  // newer transformers; q/k/v only
     }
     if (type != "qwen3_moe") r.Int("shared_expert_intermediate_size", &c.shared_expert_hidden);
     if (type == "rlpost_moe") {
@@ -360,6 +410,26 @@ absl::StatusOr<ModelConfig> ParseConfigJson(const std::string& text) {
   }
   if (!r.status().ok()) return r.status();
 
+  // transformers 5 keeps rope_theta and the scaling type in rope_parameters.
+  if (r.Has("rope_parameters")) {
+    const json& p = j["rope_parameters"];
+    if (!p.is_object()) {
+      return absl::InvalidArgumentError("config.json: field 'rope_parameters' must be an object");
+    }
+    if (p.contains("rope_theta")) {
+      if (!p["rope_theta"].is_number()) {
+        return absl::InvalidArgumentError(
+            "config.json: field 'rope_parameters.rope_theta' must be a number");
+      }
+      c.rope_theta = p["rope_theta"].get<double>();
+    }
+    if (p.contains("rope_type") &&
+        (!p["rope_type"].is_string() || p["rope_type"].get<std::string>() != "default")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.json: rope_parameters.rope_type ", p["rope_type"].dump(),
+          " is not supported; only \"default\" (plain rotary embeddings)"));
+    }
+  }
   // Features we do not implement are refused, not silently ignored.
   if (r.Has("rope_scaling")) {
     const json& s = j["rope_scaling"];

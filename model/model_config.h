@@ -64,12 +64,16 @@ struct ModelConfig {
   // (token ids, initializer_range, ...), kept verbatim for writing back.
   std::string passthrough_json = "{}";
 
+  absl::Status ValidateFamily() const;
+
   static ModelConfig FromShape(const ModelShape& shape, int64_t vocab_size);
   int64_t head_dim() const {
     return explicit_head_dim > 0 ? explicit_head_dim : d_model / n_heads;
   }
   bool IsMoeLayer(int64_t layer) const;
   // OK when the combination is usable, otherwise says what to fix.
+  // Includes the family rules: e.g. qwen3_moe always has per-head q/k norm,
+  // mixtral has no dense layers.
   absl::Status Validate() const;
   std::string Describe() const;
   // Hugging Face config.json text; `torch_dtype` names the stored dtype.

@@ -182,6 +182,59 @@ TEST(ModelConfigTest, BadFieldsAreNamed) {
               HasSubstr("not valid JSON"));
 }
 
+TEST(ModelConfigTest, ReadsTransformers5RopeParameters) {
+  nlohmann::json j = nlohmann::json::parse(kQwen3);
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1000000.0}};
+  auto c = ParseConfigJson(j.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rope_theta, 1e6);
+  // Written back with one rope_theta, not a stale rope_parameters.
+  nlohmann::json out = nlohmann::json::parse(c->ToConfigJson());
+  EXPECT_FALSE(out.contains("rope_parameters"));
+  EXPECT_DOUBLE_EQ(out["rope_theta"].get<double>(), 1e6);
+  j["rope_parameters"]["rope_type"] = "yarn";
+  EXPECT_THAT(std::string(ParseConfigJson(j.dump()).status().message()),
+              HasSubstr("rope_parameters.rope_type \"yarn\" is not supported"));
+}
+
+TEST(ModelConfigTest, KeyValueHeadDefaultsFollowEachFamily) {
+  for (auto [text, want] : {std::pair<const char*, int64_t>{kQwen3, 4}, {kMixtral, 8},
+                            {kQwen2, 16}, {kOlmoe, 16}}) {
+    nlohmann::json j = nlohmann::json::parse(text);
+    j.erase("num_key_value_heads");
+    auto c = ParseConfigJson(j.dump());
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->n_kv_heads, want) << j["model_type"];
+  }
+}
+
+TEST(ModelConfigTest, Qwen2MoeQkvBiasAndSharedExpertDefault) {
+  nlohmann::json j = nlohmann::json::parse(kQwen2);
+  j.erase("shared_expert_intermediate_size");
+  j["qkv_bias"] = false;
+  auto c = ParseConfigJson(j.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->shared_expert_hidden, 5632);
+  EXPECT_FALSE(c->qkv_bias);
+}
+
+TEST(ModelConfigTest, FamilyRulesAreEnforced) {
+  auto c = ParseConfigJson(kMixtral);
+  ASSERT_TRUE(c.ok());
+  c->shared_expert_hidden = 64;
+  EXPECT_THAT(std::string(c->Validate().message()),
+              HasSubstr("mixtral has no shared expert; use model_type rlpost_moe"));
+  auto o = ParseConfigJson(kOlmoe);
+  ASSERT_TRUE(o.ok());
+  o->explicit_head_dim = 64;
+  EXPECT_THAT(std::string(o->Validate().message()), HasSubstr("needs head_dim"));
+  nlohmann::json j = nlohmann::json::parse(kQwen3);
+  j["decoder_sparse_step"] = 0;
+  EXPECT_THAT(std::string(ParseConfigJson(j.dump()).status().message()),
+              HasSubstr("decoder_sparse_step must be at least 1"));
+}
+
 // Fuzz-style: random mutations of a valid config never crash and either parse
 // to a valid config or give InvalidArgument.
 TEST(ModelConfigTest, RandomMutationsGiveAStatus) {
