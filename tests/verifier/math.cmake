@@ -1,0 +1,9 @@
+rlpost_add_test(math_checker_test unit
+  SOURCES
+    answer_comparison_test.cc
+    answer_extraction_test.cc
+    answer_normalization_test.cc
+    math_checker_fuzz_test.cc
+    math_checker_test.cc
+    math_dataset_test.cc
+  LIBS rlpost::verifier_math nlohmann_json::nlohmann_json)
