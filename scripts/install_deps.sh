@@ -12,6 +12,8 @@ PACKAGES=(
   libtorch-dev libgloo-dev
   libopenblas0-pthread
   libpcre2-dev libutf8proc-dev
+  libginac-dev
+  bubblewrap libseccomp-dev python3
 )
 # Node runs the independent tokenizers of tests/model/tokenizer_reference; a
 # node that is already installed (any source) is used as it is.
