@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "verifier/math/latex_text.h"
+#include "verifier/math/symbolic_equivalence.h"
 
 namespace rlpost {
 namespace math_internal {
@@ -19,6 +20,8 @@ constexpr size_t kMaxUnorderedElements = 64;
 // Node comparisons per answer pair. Nested unordered lists multiply the
 // work; once the budget is spent, only the text stages run.
 constexpr int64_t kComparisonBudget = 200000;
+// GiNaC comparisons per answer pair (each is bounded by SymbolicLimits).
+constexpr int kSymbolicBudget = 16;
 
 bool IsOpener(char c) { return c == '(' || c == '[' || c == '{'; }
 bool IsCloser(char c) { return c == ')' || c == ']' || c == '}'; }
@@ -184,6 +187,7 @@ using Decision = std::optional<Comparison>;
 struct CompareContext {
   double tolerance = 0;
   int64_t budget = kComparisonBudget;
+  int symbolic_budget = kSymbolicBudget;
 };
 
 Comparison CompareNodes(const AnswerNode& a, const AnswerNode& b, CompareContext* ctx, int depth);
@@ -247,14 +251,28 @@ Decision SequenceStage(const AnswerNode& a, const AnswerNode& b, CompareContext*
   return Comparison{true, "all elements equal (any order)"};
 }
 
-// Where GiNaC's symbolic equivalence will go (a later issue): it sees what
-// neither identical text nor exact numbers could decide.
-
-Comparison TextStage(const AnswerNode& a, const AnswerNode& b) {
+Decision PlainTextStage(const AnswerNode& a, const AnswerNode& b) {
   if (IsPlainText(a.text) && IsPlainText(b.text) && EqualIgnoringCase(a.text, b.text)) {
     return Comparison{true, "text equal ignoring case"};
   }
-  return Comparison{false, "answers differ"};
+  return std::nullopt;
+}
+
+// GiNaC sees only what neither identical text nor exact numbers nor
+// structure could decide, so the fast paths keep their throughput.
+Decision SymbolicStage(const AnswerNode& a, const AnswerNode& b, CompareContext* ctx) {
+  if (a.type == AnswerNode::Type::kSequence || b.type == AnswerNode::Type::kSequence) {
+    return std::nullopt;
+  }
+  if (ctx->symbolic_budget <= 0) return std::nullopt;
+  --ctx->symbolic_budget;
+  SymbolicComparison s = CompareSymbolic(a.text, b.text, ctx->tolerance);
+  switch (s.match) {
+    case SymbolicMatch::kEqual: return Comparison{true, s.reason};
+    case SymbolicMatch::kDifferent: return Comparison{false, s.reason};
+    case SymbolicMatch::kUndecided: return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 Comparison CompareNodes(const AnswerNode& a, const AnswerNode& b, CompareContext* ctx, int depth) {
@@ -263,7 +281,11 @@ Comparison CompareNodes(const AnswerNode& a, const AnswerNode& b, CompareContext
     if (Decision d = NumberStage(a, b, ctx->tolerance)) return *d;
     if (Decision d = SequenceStage(a, b, ctx, depth)) return *d;
   }
-  return TextStage(a, b);
+  if (Decision d = PlainTextStage(a, b)) return *d;
+  if (depth <= kMaxDepth && ctx->budget > 0) {
+    if (Decision d = SymbolicStage(a, b, ctx)) return *d;
+  }
+  return Comparison{false, "answers differ"};
 }
 
 // "x=5" and "x\in[-2,7]" state the answer for one variable; the value is
