@@ -32,6 +32,9 @@ struct MathCheckOptions {
   size_t max_response_bytes = 64 * 1024;
   // References longer than this are rejected as malformed.
   size_t max_reference_bytes = 64 * 1024;
+  // Test seam for MathWorkerPool: a worker given this option never answers,
+  // so tests can exercise the hard deadline. CheckMathAnswer ignores it.
+  bool debug_hang_for_test = false;
 };
 
 struct MathVerdict {
