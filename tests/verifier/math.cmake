@@ -2,6 +2,7 @@ rlpost_add_test(math_checker_test unit
   SOURCES
     answer_comparison_test.cc
     answer_extraction_test.cc
+    answer_forms_test.cc
     answer_normalization_test.cc
     math_checker_fuzz_test.cc
     math_checker_test.cc

@@ -165,6 +165,31 @@ TEST(Math500Test, AnswersOfDifferentProblemsDiffer) {
   EXPECT_GT(unequal_pairs, 2500);
 }
 
+// Every solution against the next problem's gold answer, whatever its form
+// (expressions, tuples, text): this is where the symbolic stage must not
+// call different answers equal. The few pairs judged equal are problems
+// whose answers really coincide ("5" and "x=5").
+TEST(Math500Test, SolutionsDisagreeWithTheNextProblemsAnswer) {
+  std::optional<std::string> path = DataFile("math500_test.jsonl");
+  if (!path) GTEST_SKIP() << "math500_test.jsonl not found: set RLPOST_DATA_DIR to the data folder";
+  std::vector<nlohmann::json> rows = ReadJsonl(*path);
+  ASSERT_EQ(rows.size(), 500u);
+  int unequal = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string next_answer = rows[(i + 1) % rows.size()].value("answer", "");
+    MathVerdict v = CheckMathAnswer(rows[i].value("solution", ""), next_answer);
+    ASSERT_EQ(v.status, MathVerdict::Status::kOk) << rows[i].value("unique_id", "?");
+    if (!v.correct) {
+      ++unequal;
+    } else {
+      std::cout << "equal to the next answer: '" << rows[i].value("answer", "") << "' vs '"
+                << next_answer << "': " << v.reason << "\n";
+    }
+  }
+  std::cout << "MATH-500 unequal to the next problem's answer: " << unequal << "/500\n";
+  EXPECT_GE(unequal, 495);
+}
+
 struct Gsm8kRow {
   std::string solution;  // worked solution ending in "#### N"
   std::string number;    // N as written

@@ -1,5 +1,6 @@
 #include "verifier/math/answer_comparison.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
@@ -251,6 +252,121 @@ Decision SequenceStage(const AnswerNode& a, const AnswerNode& b, CompareContext*
   return Comparison{true, "all elements equal (any order)"};
 }
 
+// "x=5", "f(x)=x^2", "a_1=3" and "x\\in[-2,7]" state the answer for one
+// variable: {left side, value}.
+std::optional<std::pair<std::string_view, std::string_view>> SplitAssignment(
+    std::string_view text) {
+  if (text.size() < 3 || !IsAsciiAlpha(text[0])) return std::nullopt;
+  size_t end = 1;  // the left side is text[0, end)
+  if (text[1] == '_' && text.size() > 3) {
+    end = 3;
+  } else if (text[1] == '(') {
+    size_t close = text.find(')', 2);
+    if (close == std::string_view::npos || close > 16 ||
+        text.substr(2, close - 2).find('=') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    end = close + 1;
+  }
+  if (end < text.size() && text[end] == '=' && end + 1 < text.size()) {
+    return std::make_pair(text.substr(0, end), text.substr(end + 1));
+  }
+  if (CommandAt(text, end, "\\in") && text.size() > end + 3) {
+    return std::make_pair(text.substr(0, end), text.substr(end + 3));
+  }
+  return std::nullopt;
+}
+
+bool HasEquals(std::string_view text) { return text.find('=') != std::string_view::npos; }
+
+// "x=5" vs "5" compares the value; "x=5" vs "y=5" differ.
+Decision AssignmentStage(const AnswerNode& a, const AnswerNode& b, CompareContext* ctx,
+                         int depth) {
+  auto assign_a = SplitAssignment(a.text);
+  auto assign_b = SplitAssignment(b.text);
+  if (!assign_a && !assign_b) return std::nullopt;
+  if (assign_a && assign_b) {
+    if (assign_a->first != assign_b->first) return Comparison{false, "different variables"};
+    return CompareNodes(ParseNode(assign_a->second, depth + 1),
+                        ParseNode(assign_b->second, depth + 1), ctx, depth + 1);
+  }
+  if (assign_a && !HasEquals(b.text)) {
+    return CompareNodes(ParseNode(assign_a->second, depth + 1), b, ctx, depth + 1);
+  }
+  if (assign_b && !HasEquals(a.text)) {
+    return CompareNodes(a, ParseNode(assign_b->second, depth + 1), ctx, depth + 1);
+  }
+  return std::nullopt;
+}
+
+// An inequality "x<3", "3>x", "-1\\le x<2" as operands and relations, with
+// '>' chains reversed into '<' chains so that "3>x" reads "x<3".
+bool SplitRelations(std::string_view text, std::vector<std::string_view>* operands,
+                    std::vector<std::string>* relations) {
+  operands->clear();
+  relations->clear();
+  int depth = 0;
+  size_t start = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (IsOpener(c)) ++depth;
+    if (IsCloser(c)) --depth;
+    if (depth != 0) continue;
+    size_t width = 0;
+    std::string relation;
+    if (c == '<' || c == '>') {
+      width = 1;
+      relation = std::string(1, c);
+    } else {
+      for (std::string_view command : {"\\le", "\\ge", "\\lt", "\\gt"}) {
+        if (CommandAt(text, i, command)) {
+          width = command.size();
+          relation = command == "\\lt" ? "<" : command == "\\gt" ? ">" : std::string(command);
+          break;
+        }
+      }
+    }
+    if (width == 0) continue;
+    operands->push_back(text.substr(start, i - start));
+    relations->push_back(relation);
+    start = i + width;
+    i = start - 1;
+    if (relations->size() > 4) return false;
+  }
+  if (relations->empty()) return false;
+  operands->push_back(text.substr(start));
+  bool greater = true;
+  for (const std::string& r : *relations) greater = greater && (r == ">" || r == "\\ge");
+  if (greater) {
+    std::reverse(operands->begin(), operands->end());
+    std::reverse(relations->begin(), relations->end());
+    for (std::string& r : *relations) r = r == ">" ? "<" : "\\le";
+  }
+  for (std::string_view operand : *operands) {
+    if (operand.empty()) return false;
+  }
+  return true;
+}
+
+Decision InequalityStage(const AnswerNode& a, const AnswerNode& b, CompareContext* ctx,
+                         int depth) {
+  if (a.type != AnswerNode::Type::kText || b.type != AnswerNode::Type::kText) {
+    return std::nullopt;
+  }
+  std::vector<std::string_view> ops_a, ops_b;
+  std::vector<std::string> rel_a, rel_b;
+  if (!SplitRelations(a.text, &ops_a, &rel_a) || !SplitRelations(b.text, &ops_b, &rel_b)) {
+    return std::nullopt;
+  }
+  if (rel_a != rel_b) return Comparison{false, "different inequalities"};
+  for (size_t i = 0; i < ops_a.size(); ++i) {
+    Comparison c = CompareNodes(ParseNode(ops_a[i], depth + 1), ParseNode(ops_b[i], depth + 1),
+                                ctx, depth + 1);
+    if (!c.equal) return Comparison{false, "inequality sides differ: " + c.reason};
+  }
+  return Comparison{true, "equivalent inequalities"};
+}
+
 Decision PlainTextStage(const AnswerNode& a, const AnswerNode& b) {
   if (IsPlainText(a.text) && IsPlainText(b.text) && EqualIgnoringCase(a.text, b.text)) {
     return Comparison{true, "text equal ignoring case"};
@@ -280,6 +396,8 @@ Comparison CompareNodes(const AnswerNode& a, const AnswerNode& b, CompareContext
   if (depth <= kMaxDepth && --ctx->budget > 0) {
     if (Decision d = NumberStage(a, b, ctx->tolerance)) return *d;
     if (Decision d = SequenceStage(a, b, ctx, depth)) return *d;
+    if (Decision d = AssignmentStage(a, b, ctx, depth)) return *d;
+    if (Decision d = InequalityStage(a, b, ctx, depth)) return *d;
   }
   if (Decision d = PlainTextStage(a, b)) return *d;
   if (depth <= kMaxDepth && ctx->budget > 0) {
@@ -288,31 +406,11 @@ Comparison CompareNodes(const AnswerNode& a, const AnswerNode& b, CompareContext
   return Comparison{false, "answers differ"};
 }
 
-// "x=5" and "x\in[-2,7]" state the answer for one variable; the value is
-// what is compared with a bare answer.
-std::optional<std::pair<char, std::string_view>> SplitAssignment(std::string_view text) {
-  if (text.size() < 3 || !IsAsciiAlpha(text[0])) return std::nullopt;
-  if (text[1] == '=') return std::make_pair(text[0], text.substr(2));
-  if (CommandAt(text, 1, "\\in") && text.size() > 4) return std::make_pair(text[0], text.substr(4));
-  return std::nullopt;
-}
-
 }  // namespace
 
 AnswerNode ParseAnswer(std::string_view normalized) { return ParseNode(normalized, 0); }
 
 Comparison CompareNormalized(std::string_view a, std::string_view b, double relative_tolerance) {
-  auto assign_a = SplitAssignment(a);
-  auto assign_b = SplitAssignment(b);
-  if (assign_a && assign_b) {
-    if (assign_a->first != assign_b->first) return Comparison{false, "different variables"};
-    a = assign_a->second;
-    b = assign_b->second;
-  } else if (assign_a && b.find('=') == std::string_view::npos) {
-    a = assign_a->second;
-  } else if (assign_b && a.find('=') == std::string_view::npos) {
-    b = assign_b->second;
-  }
   CompareContext ctx;
   ctx.tolerance = relative_tolerance;
   return CompareNodes(ParseAnswer(a), ParseAnswer(b), &ctx, 0);

@@ -125,6 +125,46 @@ std::string UnwrapTextCommands(std::string_view in) {
   return out;
 }
 
+// "5\\text{ cm}", "12\\mbox{ inches}^2": a trailing text wrapper holding only
+// words after a number is a unit, and a unit does not change the answer.
+// Only after a digit, so that "\\text{Evelyn}" or "x\\text{ is even}" keep
+// their words.
+std::string StripTrailingUnits(std::string s) {
+  static const std::string_view kWrappers[] = {"\\text", "\\mbox", "\\mathrm", "\\textrm"};
+  for (int round = 0; round < 2; ++round) {
+    // Trailing '$', '.' and spaces go in later passes anyway.
+    std::string_view view = s;
+    while (!view.empty() && (view.back() == '$' || view.back() == '.' || IsAsciiSpace(view.back()))) {
+      view.remove_suffix(1);
+    }
+    view = TrimSpace(view);
+    size_t end = view.size();
+    // An optional exponent on the unit: ^2, ^3, ^{2}.
+    if (end >= 2 && view[end - 2] == '^' && IsAsciiDigit(view[end - 1])) {
+      end -= 2;
+    } else if (end >= 4 && view.substr(end - 4, 2) == "^{" && IsAsciiDigit(view[end - 2]) &&
+               view[end - 1] == '}') {
+      end -= 4;
+    }
+    if (end == 0 || view[end - 1] != '}') return s;
+    size_t open = view.rfind('{', end - 1);
+    if (open == std::string_view::npos) return s;
+    std::string_view content = view.substr(open + 1, end - 1 - open - 1);
+    bool words = !TrimSpace(content).empty();
+    for (char c : content) words = words && (IsAsciiAlpha(c) || c == ' ' || c == '.');
+    if (!words) return s;
+    size_t command = std::string_view::npos;
+    for (std::string_view w : kWrappers) {
+      if (open >= w.size() && view.substr(open - w.size(), w.size()) == w) command = open - w.size();
+    }
+    if (command == std::string_view::npos) return s;
+    std::string_view before = TrimSpace(view.substr(0, command));
+    if (before.empty() || !IsAsciiDigit(before.back())) return s;
+    s = std::string(before);
+  }
+  return s;
+}
+
 // True when `out` ends in a control word such as "\pi" (so a following letter
 // would merge into it if the separating space were dropped).
 bool EndsInControlWord(const std::string& out) {
@@ -252,6 +292,12 @@ std::string Normalize(std::string_view answer) {
                            {"\\geq", "\\ge"}, {"\\neq", "\\ne"},   {"\\degree", ""},
                            {"\\%", ""},      {"\\$", ""},          {"~", ""},
                        });
+  // "x=1 \\text{ or } x=2" lists two solutions.
+  s = ApplyRewrites(s, {
+                           {"\\text{ or }", ","}, {"\\text{or}", ","},
+                           {"\\text{ and }", ","}, {"\\text{and}", ","},
+                       });
+  s = StripTrailingUnits(std::move(s));
   s = UnwrapTextCommands(s);
   s = RemoveWhitespace(s);
   s = ApplyRewrites(s, {
