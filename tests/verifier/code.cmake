@@ -1,0 +1,11 @@
+# Code judge (verifier/code). The judge tests start real bubblewrap sandboxes;
+# they skip (with the reason) where bwrap cannot create user namespaces,
+# unless RLPOST_REQUIRE_SANDBOX=1.
+rlpost_add_test(code_compare_test unit
+  SOURCES code/output_compare_test.cc
+  LIBS rlpost::verifier_code
+  TIMEOUT 60)
+rlpost_add_test(code_judge_test integration
+  SOURCES code/code_judge_test.cc
+  LIBS rlpost::verifier_code
+  TIMEOUT 120)
