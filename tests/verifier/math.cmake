@@ -7,6 +7,7 @@ rlpost_add_test(math_checker_test unit
     math_checker_fuzz_test.cc
     math_checker_test.cc
     math_dataset_test.cc
+    math_symbolic_fuzz_test.cc
     math_symbolic_test.cc
   LIBS rlpost::verifier_math nlohmann_json::nlohmann_json)
 # Forks worker processes: its own binary, so a stray worker cannot disturb

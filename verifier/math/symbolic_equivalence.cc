@@ -359,6 +359,23 @@ class ExpressionParser {
     return v;
   }
 
+  // A variable with an optional subscript: a, a_1, x_{n}, \alpha_1.
+  std::optional<Value> SubscriptedSymbol(std::string name) {
+    if (Peek() != '_') return Symbol(name);
+    ++pos_;
+    size_t sub_start = pos_;
+    if (Peek() == '{') {
+      size_t close = FindClosingBrace(text_, pos_);
+      if (close == kNoMatch) return std::nullopt;
+      pos_ = close + 1;
+    } else if (IsAsciiDigit(Peek()) || IsAsciiAlpha(Peek())) {
+      ++pos_;
+    } else {
+      return std::nullopt;
+    }
+    return Symbol(name + "_" + std::string(text_.substr(sub_start, pos_ - sub_start)));
+  }
+
   std::optional<Value> ParseCommand() {
     if (EatCommand("\\frac") || EatCommand("\\cfrac")) {
       std::optional<Value> num = ParseGroupArgument();
@@ -424,7 +441,7 @@ class ExpressionParser {
         "theta", "vartheta", "kappa", "lambda", "mu", "nu", "xi",   "rho",  "sigma",
         "tau",   "phi",   "varphi", "chi",  "psi",   "omega"};
     for (const char* name : kGreek) {
-      if (EatCommand(std::string("\\") + name)) return Symbol(name);
+      if (EatCommand(std::string("\\") + name)) return SubscriptedSymbol(name);
     }
     return std::nullopt;  // \infty, \cup, \le, unknown commands: not ours
   }
@@ -508,23 +525,7 @@ class ExpressionParser {
         v.e = GiNaC::I;
         return v;
       }
-      std::string name(1, c);
-      if (Peek() == '_') {  // a subscripted variable: a_1, x_{n}
-        ++pos_;
-        size_t sub_start = pos_;
-        if (Peek() == '{') {
-          size_t close = FindClosingBrace(text_, pos_);
-          if (close == kNoMatch) return std::nullopt;
-          pos_ = close + 1;
-        } else if (IsAsciiDigit(Peek()) || IsAsciiAlpha(Peek())) {
-          ++pos_;
-        } else {
-          return std::nullopt;
-        }
-        name += "_" + std::string(text_.substr(sub_start, pos_ - sub_start));
-        return Symbol(name);
-      }
-      return Symbol(name);
+      return SubscriptedSymbol(std::string(1, c));
     }
     return std::nullopt;
   }
