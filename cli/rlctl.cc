@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/verify_command.h"
 #include "common/grpc_util.h"
 #include "rlpost/v1/control.grpc.pb.h"
 
@@ -41,6 +42,7 @@ std::string RlctlUsage() {
          "  pause    finish the current step, then wait (idempotent)\n"
          "  resume   continue a paused run\n"
          "  stop     finish the current step, evaluate, write the summary, end the run\n"
+         "  verify   judge a JSONL file with an rlpost-verifier (rlctl verify --help)\n"
          "\n"
          "flags:\n"
          "  --addr HOST:PORT    controller address (default: $RLCTL_ADDR)\n"
@@ -88,6 +90,14 @@ std::string FormatRunStatus(const v1::RunStatus& s) {
 
 int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
              std::ostream& out, std::ostream& err) {
+  // `verify` talks to a verifier, not the controller, and has its own flags.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "verify") {
+      std::vector<std::string> rest(args.begin(), args.begin() + i);
+      rest.insert(rest.end(), args.begin() + i + 1, args.end());
+      return RunVerifyCommand(rest, out, err);
+    }
+  }
   std::string addr = env_addr;
   std::string timeout_text = "10";
   std::vector<std::string> commands;

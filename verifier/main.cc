@@ -4,15 +4,19 @@
 // key=value overrides); the verifier is stateless and takes nothing from it,
 // so both are accepted and ignored.
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "verifier/metrics_http_server.h"
 #include "verifier/verifier_service.h"
 
 namespace {
@@ -24,6 +28,20 @@ int UsageError(const std::string& message, const std::string& usage) {
   return kExitUsage;
 }
 
+// Parses a flag that must be an integer in [min, max]; empty keeps `*out`.
+bool ParseIntFlag(const std::string& name, const std::string& text, int min, int max, int* out,
+                  std::string* error) {
+  if (text.empty()) return true;
+  int v = 0;
+  if (!absl::SimpleAtoi(text, &v) || v < min || v > max) {
+    *error = "--" + name + " must be an integer in [" + std::to_string(min) + ", " +
+             std::to_string(max) + "], got '" + text + "'";
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -33,12 +51,26 @@ int main(int argc, char** argv) {
   std::string listen;
   std::string port_file;
   std::string deadline_ms;
+  std::string max_concurrency;
+  std::string max_queue;
+  std::string cache_size;
+  std::string metrics_listen;
+  std::string metrics_port_file;
   std::string config;  // accepted and ignored, see the file comment
   const std::vector<rlpost::FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve on (required; port 0 picks a free one)"},
       {"port-file", &port_file, "write the bound port to this file (optional)"},
       {"deadline-ms", &deadline_ms,
        "batch deadline for requests that set none (default 5000)"},
+      {"max-concurrency", &max_concurrency,
+       "items judged at once (default: the number of CPU cores)"},
+      {"max-queue", &max_queue,
+       "items (or unary batches) that may wait for a judge thread; more are refused with "
+       "RESOURCE_EXHAUSTED (default 1024)"},
+      {"cache-size", &cache_size, "verdicts kept in the LRU result cache, 0 = off (default 65536)"},
+      {"metrics-listen", &metrics_listen,
+       "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
+      {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
       {"config", &config, "run config (ignored: the verifier needs none)"},
   };
   const std::string usage =
@@ -72,16 +104,61 @@ int main(int argc, char** argv) {
     }
     options.default_deadline = absl::Milliseconds(ms);
   }
+  options.max_concurrency = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int cache_entries = static_cast<int>(options.cache_capacity);
+  std::string error;
+  if (!ParseIntFlag("max-concurrency", max_concurrency, 1, 4096, &options.max_concurrency,
+                    &error) ||
+      !ParseIntFlag("max-queue", max_queue, 0, 1 << 24, &options.max_queue, &error) ||
+      !ParseIntFlag("cache-size", cache_size, 0, 1 << 26, &cache_entries, &error)) {
+    return UsageError(error, usage);
+  }
+  options.cache_capacity = static_cast<size_t>(cache_entries);
+  if (auto code = rlpost::CodeItemJudge::CreateDefault(); code.ok()) {
+    options.code = std::shared_ptr<const rlpost::CodeItemJudge>(*std::move(code));
+  } else {
+    options.code_unavailable = std::string(code.status().message());
+    RLPOST_LOG(WARNING) << "kind \"code\" unavailable: " << code.status().message();
+  }
+  const bool serves_code = options.code != nullptr;
   rlpost::VerifierServiceImpl service(options);
+
+  std::unique_ptr<rlpost::MetricsHttpServer> metrics;
+  if (!metrics_listen.empty()) {
+    auto started = rlpost::MetricsHttpServer::Start(
+        metrics_listen, [&service] { return service.RenderMetrics(); });
+    if (!started.ok()) {
+      std::fprintf(stderr, "rlpost-verifier: %s\n",
+                   std::string(started.status().message()).c_str());
+      return started.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : 1;
+    }
+    metrics = *std::move(started);
+    std::printf("rlpost-verifier metrics on http://%s:%d/metrics\n",
+                metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(), metrics->port());
+    std::fflush(stdout);
+    if (!metrics_port_file.empty()) {
+      const std::string tmp = metrics_port_file + ".tmp";
+      std::ofstream(tmp, std::ios::trunc) << metrics->port() << "\n";
+      if (std::rename(tmp.c_str(), metrics_port_file.c_str()) != 0) {
+        std::fprintf(stderr, "rlpost-verifier: cannot write --metrics-port-file '%s'\n",
+                     metrics_port_file.c_str());
+        return kExitUsage;
+      }
+    }
+  }
 
   auto host = rlpost::ServerHost::Start(listen, {&service}, port_file, "rlpost-verifier");
   if (!host.ok()) {
     std::fprintf(stderr, "rlpost-verifier: %s\n", std::string(host.status().message()).c_str());
     return host.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : 1;
   }
-  RLPOST_LOG(INFO) << "verifier " << rlpost::kVerifierVersion << " serving kinds: math";
+  RLPOST_LOG(INFO) << "verifier " << rlpost::kVerifierVersion << " serving kinds: math"
+                   << (serves_code ? ", code" : "") << " (max-concurrency "
+                   << options.max_concurrency << ", max-queue " << options.max_queue << ")";
   rlpost::WaitForShutdown();
+  // Stop accepting and drain the calls in flight, then the metrics thread.
   (*host)->Shutdown();
+  if (metrics) metrics->Stop();
   RLPOST_LOG(INFO) << "verifier stopped after " << service.items_verified() << " items";
   return 0;
 }

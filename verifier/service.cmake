@@ -1,9 +1,15 @@
 # rlpost::verifier: the VerifierService over the checkers, and rlpost-verifier.
-add_library(rlpost_verifier STATIC verifier_service.cc)
+# Kind "code" is judged when verifier/code/ provides rlpost::verifier_code;
+# without it code items get an `error` verdict ("code verifier not built").
+set(RLPOST_VERIFIER_CODE_BRIDGE code_items_unavailable.cc)
+add_library(rlpost_verifier STATIC
+  verifier_service.cc judge_pool.cc result_cache.cc verifier_metrics.cc
+  metrics_http_server.cc ${RLPOST_VERIFIER_CODE_BRIDGE})
 add_library(rlpost::verifier ALIAS rlpost_verifier)
 target_link_libraries(rlpost_verifier PUBLIC
   rlpost::verifier_math rlpost::proto rlpost::grpc_common
-  absl::status absl::statusor absl::strings absl::time)
+  absl::status absl::statusor absl::strings absl::str_format absl::synchronization
+  absl::time absl::flat_hash_map absl::hash Threads::Threads)
 
 add_executable(rlpost-verifier main.cc)
 set_target_properties(rlpost-verifier PROPERTIES OUTPUT_NAME rlpost-verifier)

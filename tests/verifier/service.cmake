@@ -1,3 +1,15 @@
 rlpost_add_test(verifier_service_test unit
   SOURCES verifier_service_test.cc
   LIBS rlpost::verifier)
+rlpost_add_test(service_stream_test unit
+  SOURCES service_stream_test.cc
+  LIBS rlpost::verifier)
+rlpost_add_test(service_result_cache_test unit
+  SOURCES service_result_cache_test.cc
+  LIBS rlpost::verifier)
+rlpost_add_test(service_judge_pool_test unit
+  SOURCES service_judge_pool_test.cc
+  LIBS rlpost::verifier)
+rlpost_add_test(service_metrics_test unit
+  SOURCES service_metrics_test.cc
+  LIBS rlpost::verifier)

@@ -102,6 +102,10 @@ TEST_F(VerifierServiceTest, JudgesMathItemsInRequestOrder) {
   for (const v1::Verdict& v : response.verdicts()) {
     EXPECT_EQ(v.verifier_version(), kMathVerifierVersion) << v.id();
   }
+  EXPECT_EQ(right.verdict(), "correct");
+  EXPECT_EQ(wrong.verdict(), "incorrect");
+  EXPECT_EQ(none.verdict(), "no_answer");
+  EXPECT_EQ(bad_ref.verdict(), "error");
 }
 
 TEST_F(VerifierServiceTest, EmptyKindMeansMath) {
@@ -119,7 +123,7 @@ TEST_F(VerifierServiceTest, UnknownKindIsAnItemErrorNotAnRpcFailure) {
   Start();
   v1::VerifyRequest request;
   AddItem(&request, "a", "math", "\\boxed{1}", "1");
-  AddItem(&request, "b", "code", "print(1)", "1");
+  AddItem(&request, "b", "chess", "e4", "1");
   AddItem(&request, "c", "math", "\\boxed{2}", "2");
   v1::VerifyResponse response;
   ASSERT_TRUE(Verify(request, &response).ok());
@@ -128,8 +132,9 @@ TEST_F(VerifierServiceTest, UnknownKindIsAnItemErrorNotAnRpcFailure) {
   EXPECT_EQ(b.id(), "b");
   EXPECT_EQ(b.status(), v1::VERDICT_STATUS_ERROR);
   EXPECT_FALSE(b.correct());
-  EXPECT_THAT(b.reason(), HasSubstr("unknown verifier kind 'code'"));
+  EXPECT_THAT(b.reason(), HasSubstr("unknown verifier kind 'chess'"));
   EXPECT_EQ(b.verifier_version(), kMathVerifierVersion);
+  EXPECT_EQ(b.verdict(), "error");
   EXPECT_TRUE(response.verdicts(0).correct());
   EXPECT_TRUE(response.verdicts(2).correct());
 }
@@ -192,6 +197,7 @@ TEST_F(VerifierServiceTest, ItemsPastTheDeadlineTimeOut) {
       EXPECT_FALSE(v.correct());
       EXPECT_EQ(v.score(), 0.0f);
       EXPECT_THAT(v.reason(), HasSubstr("deadline"));
+      EXPECT_EQ(v.verdict(), "timeout");
     }
   }
   EXPECT_EQ(service_->items_verified(), judged);
@@ -219,7 +225,7 @@ TEST_F(VerifierServiceTest, GetInfoReportsVersionKindsAndCount) {
   v1::VerifyRequest request;
   AddItem(&request, "a", "math", "\\boxed{1}", "1");
   AddItem(&request, "b", "math", "nothing", "1");
-  AddItem(&request, "c", "code", "", "");  // not verified: unknown kind
+  AddItem(&request, "c", "chess", "", "");  // not verified: unknown kind
   v1::VerifyResponse response;
   ASSERT_TRUE(Verify(request, &response).ok());
 

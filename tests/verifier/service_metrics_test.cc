@@ -1,0 +1,105 @@
+// VerifierMetrics' Prometheus text and the MetricsHttpServer that serves it.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "verifier/metrics_http_server.h"
+#include "verifier/verifier_metrics.h"
+
+namespace rlpost {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+TEST(VerifierMetricsTest, RendersCountersHistogramAndGauges) {
+  VerifierMetrics m;
+  m.RecordVerdict("math", "correct", absl::Microseconds(50));
+  m.RecordVerdict("math", "correct", absl::Milliseconds(2));
+  m.RecordVerdict("math", "incorrect", absl::Seconds(100));
+  m.RecordRejected();
+  VerifierGauges g;
+  g.queue_depth = 3;
+  g.cache_hits = 7;
+  const std::string text = m.RenderPrometheus(g);
+  EXPECT_THAT(text, HasSubstr("# TYPE rlpost_verifier_verdicts_total counter\n"));
+  EXPECT_THAT(text,
+              HasSubstr("rlpost_verifier_verdicts_total{kind=\"math\",verdict=\"correct\"} 2\n"));
+  EXPECT_THAT(text,
+              HasSubstr("rlpost_verifier_verdicts_total{kind=\"math\",verdict=\"incorrect\"} 1\n"));
+  // Buckets are cumulative; 100 s only lands in +Inf.
+  EXPECT_THAT(text, HasSubstr("rlpost_verifier_latency_seconds_bucket{kind=\"math\",le=\"0.0001\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("rlpost_verifier_latency_seconds_bucket{kind=\"math\",le=\"0.005\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("rlpost_verifier_latency_seconds_bucket{kind=\"math\",le=\"30\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("rlpost_verifier_latency_seconds_bucket{kind=\"math\",le=\"+Inf\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("rlpost_verifier_latency_seconds_count{kind=\"math\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("rlpost_verifier_queue_depth 3\n"));
+  EXPECT_THAT(text, HasSubstr("rlpost_verifier_cache_hits_total 7\n"));
+  EXPECT_THAT(text, HasSubstr("rlpost_verifier_rejected_total 1\n"));
+  EXPECT_EQ(m.verdicts("math", "correct"), 2);
+}
+
+TEST(VerifierMetricsTest, EscapesLabelValues) {
+  VerifierMetrics m;
+  m.RecordVerdict("a\"b\\c\nd", "x", absl::ZeroDuration());
+  EXPECT_THAT(m.RenderPrometheus({}), HasSubstr("kind=\"a\\\"b\\\\c\\nd\""));
+}
+
+// Sends `request` to 127.0.0.1:port and returns everything the server sends
+// back before closing.
+std::string HttpExchange(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  ::send(fd, request.data(), request.size(), 0);
+  std::string response;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return response;
+}
+
+TEST(MetricsHttpServerTest, AnswersGetMetricsAndRefusesTheRest) {
+  int renders = 0;
+  auto server = MetricsHttpServer::Start("127.0.0.1:0", [&renders] {
+    ++renders;
+    return std::string("rlpost_verifier_queue_depth 0\n");
+  });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  ASSERT_GT(port, 0);
+
+  std::string ok = HttpExchange(port, "GET /metrics HTTP/1.0\r\n\r\n");
+  EXPECT_THAT(ok, StartsWith("HTTP/1.0 200 OK\r\n"));
+  EXPECT_THAT(ok, HasSubstr("Content-Type: text/plain; version=0.0.4"));
+  EXPECT_THAT(ok, HasSubstr("\r\n\r\nrlpost_verifier_queue_depth 0\n"));
+
+  EXPECT_THAT(HttpExchange(port, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n"),
+              StartsWith("HTTP/1.0 404"));
+  EXPECT_THAT(HttpExchange(port, "POST /metrics HTTP/1.0\r\n\r\n"), StartsWith("HTTP/1.0 405"));
+  EXPECT_THAT(HttpExchange(port, "garbage\r\n\r\n"), StartsWith("HTTP/1.0 400"));
+  (*server)->Stop();
+  EXPECT_EQ(renders, 1);  // read after Stop joined the server thread
+}
+
+TEST(MetricsHttpServerTest, MalformedAddressIsInvalidArgument) {
+  auto server = MetricsHttpServer::Start("no-port", [] { return std::string(); });
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(server.status().message(), HasSubstr("--metrics-listen must be HOST:PORT"));
+}
+
+}  // namespace
+}  // namespace rlpost
