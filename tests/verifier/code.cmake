@@ -9,3 +9,7 @@ rlpost_add_test(code_judge_test integration
   SOURCES code/code_judge_test.cc
   LIBS rlpost::verifier_code
   TIMEOUT 120)
+rlpost_add_test(code_humaneval_test integration
+  SOURCES code/humaneval_test.cc
+  LIBS rlpost::verifier_code nlohmann_json::nlohmann_json
+  TIMEOUT 180)

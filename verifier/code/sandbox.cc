@@ -233,8 +233,10 @@ absl::StatusOr<SandboxRunOutcome> Sandbox::Run(const SandboxRunSpec& spec) const
     args.insert(args.end(), {"--setenv", key, value});
   }
   const int64_t cpu_limit = static_cast<int64_t>(std::ceil(limits.time_limit_s));
+  // The root itself (where bwrap made the mount points) becomes read-only;
+  // /tmp and /work stay writable.
   args.insert(args.end(),
-              {"--chdir", "/work", "--json-status-fd", absl::StrCat(kJsonFd), "--seccomp",
+              {"--remount-ro", "/", "--chdir", "/work", "--json-status-fd", absl::StrCat(kJsonFd), "--seccomp",
                absl::StrCat(kSeccompFd), kLauncherInSandbox, absl::StrCat(kReadyFd),
                absl::StrCat(std::max<int64_t>(cpu_limit, 1)),
                absl::StrCat(limits.memory_limit_mb << 20), absl::StrCat(limits.max_processes),
@@ -391,9 +393,7 @@ absl::StatusOr<SandboxRunOutcome> Sandbox::Run(const SandboxRunSpec& spec) const
     }
   }
   int status = 0;
-  struct rusage usage;
-  std::memset(&usage, 0, sizeof(usage));
-  while (wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   // Everything that could write is gone (or, after a kill, about to be):
   // collect what is left in the pipes.
@@ -408,18 +408,30 @@ absl::StatusOr<SandboxRunOutcome> Sandbox::Run(const SandboxRunSpec& spec) const
     if (n > 0) service(fds);
   }
   outcome.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-  outcome.cpu_s = usage.ru_utime.tv_sec + usage.ru_utime.tv_usec * 1e-6 +
-                  usage.ru_stime.tv_sec + usage.ru_stime.tv_usec * 1e-6;
 
+  // The launcher's report is exact; bwrap's exit code is the fallback (when
+  // the launcher was killed, or the run was cut short).
+  int report_status = 0;
+  long long user_us = 0, system_us = 0;
+  const size_t report_at = ready_text.find("X ");
   const int64_t json_exit = JsonInt(json_text, "exit-code");
-  if (json_exit >= 0) {
+  if (report_at != std::string::npos &&
+      std::sscanf(ready_text.c_str() + report_at, "X %d %lld %lld", &report_status, &user_us,
+                  &system_us) == 3) {
+    outcome.cpu_s = (user_us + system_us) * 1e-6;
+    outcome.exit_code = WIFEXITED(report_status)     ? WEXITSTATUS(report_status)
+                        : WIFSIGNALED(report_status) ? 128 + WTERMSIG(report_status)
+                                                     : -1;
+    outcome.signal = WIFSIGNALED(report_status) ? WTERMSIG(report_status) : 0;
+  } else if (json_exit >= 0) {
     outcome.exit_code = static_cast<int>(json_exit);
   } else if (WIFEXITED(status)) {
     outcome.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {
     outcome.exit_code = 128 + WTERMSIG(status);
   }
-  if (outcome.exit_code > 128 && outcome.exit_code < 128 + NSIG) {
+  if (report_at == std::string::npos && outcome.exit_code > 128 &&
+      outcome.exit_code < 128 + NSIG) {
     outcome.signal = outcome.exit_code - 128;
   }
   const size_t error_at = ready_text.find('E');

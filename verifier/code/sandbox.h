@@ -5,7 +5,8 @@
 // files that the dynamic loader and Python read), size-capped tmpfs /tmp and
 // /work (or a host directory bound read-write at /work, for compiler output),
 // the seccomp filter of seccomp_policy.h and rlpost-sandbox-exec as the first
-// program, which sets the rlimits and execs the judged program. The supervisor
+// program, which sets the rlimits, runs the judged program as its child and
+// reports its wait status and CPU time on a private pipe. The supervisor
 // feeds stdin from a memfd, reads stdout/stderr with a byte cap, enforces a
 // wall-clock deadline (poll on a steady clock) and kills the whole PID
 // namespace (SIGKILL to its init through a pidfd, and to bwrap) on timeout or
@@ -59,8 +60,10 @@ struct SandboxRunOutcome {
   bool started = false;
   std::string setup_error;
   int exit_code = -1;  // the program's exit status; 128+N when killed by signal N
-  int signal = 0;      // N when exit_code is 128+N
-  double cpu_s = 0;    // user+system CPU of everything reaped in the sandbox
+  int signal = 0;      // N when the program was killed by signal N
+  // User+system CPU of the program and the children it reaped; 0 when the
+  // run was cut short (wall clock, output cap) or the launcher was killed.
+  double cpu_s = 0;
   double wall_s = 0;
   bool wall_timeout = false;
   bool output_limit_exceeded = false;

@@ -1,22 +1,28 @@
 // rlpost-sandbox-exec: the first program bwrap starts inside a code-judge
-// sandbox. It applies the resource limits and then execs the judged program,
-// so that the limits bind only the program (RLIMIT_NPROC in particular counts
-// processes in the sandbox's own user namespace, not the host user's).
+// sandbox. It applies the resource limits, runs the judged program as its
+// child and reports how it ended. Limits set here bind only the sandbox
+// (RLIMIT_NPROC in particular counts processes in the sandbox's own user
+// namespace, not the host user's).
 //
-//   rlpost-sandbox-exec READY_FD CPU_S AS_BYTES NPROC FSIZE_BYTES NOFILE -- PROG ARGS...
+//   rlpost-sandbox-exec STATUS_FD CPU_S AS_BYTES NPROC FSIZE_BYTES NOFILE -- PROG ARGS...
 //
-// It writes "R" to READY_FD once the limits are in place and the fd is marked
-// close-on-exec, so the judged program cannot write to it; if exec fails it
-// appends "E" and the reason. The judge treats a missing "R" or an "E" as a
-// sandbox failure rather than the program's. Plain libc on purpose: it runs
-// under the program's limits and seccomp filter.
+// On STATUS_FD (close-on-exec, so the judged program never holds it) it
+// writes "R" once the limits are in place, then "X <wait status> <user us>
+// <system us>\n" from wait4() when the program ends; "E<reason>" if the
+// program could not be started. bwrap itself reports only a shell-style exit
+// code and does not reap its init, so this is where the exact status and the
+// CPU time come from. The judge treats a missing "R" or an "E" as a sandbox
+// failure rather than the program's. Plain libc on purpose: it runs under the
+// program's limits and seccomp filter.
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace {
@@ -74,9 +80,39 @@ int main(int argc, char** argv) {
     return 126;
   }
   WriteAll(fd, "R");
-  execv(argv[8], argv + 8);
-  char message[512];
-  snprintf(message, sizeof(message), "Eexec %s failed: %s\n", argv[8], strerror(errno));
-  WriteAll(fd, message);
-  return 127;
+  const pid_t child = fork();
+  if (child < 0) {
+    char message[256];
+    snprintf(message, sizeof(message), "Efork failed: %s\n", strerror(errno));
+    WriteAll(fd, message);
+    return 126;
+  }
+  if (child == 0) {
+    execv(argv[8], argv + 8);
+    char message[512];
+    snprintf(message, sizeof(message), "Eexec %s failed: %s\n", argv[8], strerror(errno));
+    WriteAll(fd, message);
+    _exit(127);
+  }
+  // The program may signal its whole process group or -1; only SIGKILL can
+  // stop this report, and then the judge falls back to bwrap's exit code.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGXCPU, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
+  int status = 0;
+  struct rusage usage;
+  memset(&usage, 0, sizeof(usage));
+  while (wait4(child, &status, 0, &usage) < 0) {
+    if (errno != EINTR) return 126;
+  }
+  char report[128];
+  snprintf(report, sizeof(report), "X %d %lld %lld\n", status,
+           static_cast<long long>(usage.ru_utime.tv_sec) * 1000000 + usage.ru_utime.tv_usec,
+           static_cast<long long>(usage.ru_stime.tv_sec) * 1000000 + usage.ru_stime.tv_usec);
+  WriteAll(fd, report);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
 }
