@@ -605,7 +605,10 @@ SymbolicComparison Decide(const Value& a, const Value& b, bool equations,
                           const std::map<std::string, GiNaC::symbol>& symbols,
                           double relative_tolerance) {
   const ex difference = a.e - b.e;
-  if (a.terms + b.terms <= Limits::kMaxExpandedTerms) {
+  // normal() pays for the number of terms and, through coefficient growth
+  // ((x-1)^{1000} has 300-digit coefficients), for the degree.
+  if (a.terms + b.terms <= Limits::kMaxExpandedTerms &&
+      a.degree + b.degree <= Limits::kMaxNormalDegree) {
     try {
       if (equations) {
         if (!b.e.is_zero()) {

@@ -41,6 +41,7 @@ struct SymbolicLimits {
   static constexpr double kMaxDegree = 1000;          // polynomial degree estimate
   static constexpr long kMaxFactorial = 1000;
   static constexpr double kMaxExpandedTerms = 1e5;    // estimate; above: numeric only
+  static constexpr double kMaxNormalDegree = 256;     // degree estimate; above: numeric only
   static constexpr int kEvaluationDigits = 30;
   static constexpr int kEvaluationPoints = 4;
 };
