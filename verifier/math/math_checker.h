@@ -2,12 +2,16 @@
 // The math answer checker: decides whether a model's free-form response ends
 // in the same final answer as a reference (gold) answer. It extracts the final
 // answer from the response, normalises both sides (LaTeX spacing, wrappers,
-// thousands separators, ...) and compares them as exact numbers, tuples/sets
-// of numbers, or normalised strings. See docs/verifier.md for the rules.
+// thousands separators, units, ...) and compares them as exact numbers,
+// tuples/sets/intervals, assignments, inequalities, symbolic expressions
+// (GiNaC) or normalised strings. See docs/verifier.md for the rules.
 //
-// Pure functions with no shared state: safe to call from any thread. Never
-// throws; arbitrary bytes are valid input, and the work per call is bounded by
-// the size caps in MathCheckOptions.
+// Safe to call from any thread. The only shared state is GiNaC's, and the
+// symbolic stage serialises it behind one mutex (so symbolic comparisons do
+// not run in parallel within a process; MathWorkerPool spreads them over
+// processes). Never throws; arbitrary bytes are valid input, and the work per
+// call is bounded by the size caps in MathCheckOptions and the symbolic
+// budgets; for a hard time bound use MathWorkerPool (math_worker_pool.h).
 
 #include <cstddef>
 #include <string>
