@@ -13,3 +13,7 @@ rlpost_add_test(code_humaneval_test integration
   SOURCES code/humaneval_test.cc
   LIBS rlpost::verifier_code nlohmann_json::nlohmann_json
   TIMEOUT 180)
+rlpost_add_test(code_sandbox_containment_test integration
+  SOURCES code/sandbox_containment_test.cc
+  LIBS rlpost::verifier_code
+  TIMEOUT 180)

@@ -84,8 +84,8 @@ TEST_F(CodeJudgeTest, PythonCompareModes) {
 
 TEST_F(CodeJudgeTest, CppStdioAllCompareModes) {
   const std::string code =
-      "#include <bits/stdc++.h>\nint main(){long long a,b; std::cin>>a>>b;"
-      " std::printf(\"%lld  \\n%.6f\\n\", a+b, (double)a/b);}\n";
+      "#include <cstdio>\nint main(){long long a,b; if (std::scanf(\"%lld %lld\", &a, &b) != 2)"
+      " return 1; std::printf(\"%lld  \\n%.6f\\n\", a+b, (double)a/b);}\n";
   CodeTask task = Cpp(code, {{"1 3", "4  \n0.333333\n"}, {"10 4", "14  \n2.500000\n"}}, "exact");
   task.stop_at_first_failure = false;
   CodeResult r = MustJudge(task);
