@@ -5,11 +5,12 @@
 #include <vector>
 
 #include "bench/model_bench.h"
+#include "bench/verifier_bench.h"
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: rlpost-bench SUBCOMMAND [--json] [--quick]\n"
+    "usage: rlpost-bench SUBCOMMAND [--json] [--quick] [--data-dir DIR]\n"
     "subcommands:\n"
     "  model   prefill/decode tokens/s of the MoE policy (batch 1, 8, 32) for the\n"
     "          built-in config and a ~100M-parameter CPU config, and moe_efficiency:\n"
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   std::string sub = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   if (sub == "model") return rlpost::bench::RunModelBench(args);
+  if (sub == "verifier") return rlpost::bench::RunVerifierBench(args);
   std::fprintf(stderr, "rlpost-bench: unknown subcommand '%s'\n%s", sub.c_str(), kUsage);
   return 2;
 }
