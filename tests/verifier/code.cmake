@@ -17,3 +17,7 @@ rlpost_add_test(code_sandbox_containment_test integration
   SOURCES code/sandbox_containment_test.cc
   LIBS rlpost::verifier_code
   TIMEOUT 180)
+rlpost_add_test(code_sandbox_test integration
+  SOURCES code/sandbox_test.cc
+  LIBS rlpost::verifier_code
+  TIMEOUT 120)

@@ -325,11 +325,24 @@ absl::StatusOr<std::unique_ptr<CodeJudge>> CodeJudge::Create(const CodeJudgeOpti
     config.seccomp_filter = *filter;
     config.host_id = host_id;
     auto sandbox = std::make_unique<Sandbox>(std::move(config));
+    // The probe also binds a work directory the way C++ compiles do, which
+    // checks that the sandbox's host uid can reach work_root.
+    std::string dir = absl::StrCat(resolved.work_root, "/rlpost-code-probe-XXXXXX");
+    if (mkdtemp(dir.data()) == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot create a directory under work_root '", resolved.work_root, "': ",
+          strerror(errno), "; set CodeJudgeOptions::work_root or TMPDIR"));
+    }
+    if (host_id >= 0) {
+      (void)!chown(dir.c_str(), static_cast<uid_t>(host_id), static_cast<gid_t>(host_id));
+    }
     SandboxRunSpec probe;
     probe.argv = {"/usr/bin/true"};
+    probe.writable_host_dir = dir;
     probe.limits.time_limit_s = 5;
     probe.limits.wall_limit_s = 30;
     absl::StatusOr<SandboxRunOutcome> run = sandbox->Run(probe);
+    RemoveTree(dir);
     if (run.ok() && run->started && run->exit_code == 0) {
       resolved.unprivileged_host_id = host_id;
       return std::unique_ptr<CodeJudge>(new CodeJudge(std::move(resolved), std::move(sandbox)));
@@ -344,7 +357,7 @@ absl::StatusOr<std::unique_ptr<CodeJudge>> CodeJudge::Create(const CodeJudgeOpti
   }
   return absl::FailedPreconditionError(absl::StrCat(
       "bubblewrap cannot start a sandbox here (", probe_error,
-      "). It needs user namespaces: enable unprivileged user namespaces (sysctl "
+      "). It needs user namespaces and a work_root the sandbox's host uid can enter: enable unprivileged user namespaces (sysctl "
       "user.max_user_namespaces > 0; on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0) "
       "and a seccomp profile that allows clone(CLONE_NEWUSER)/unshare; see "
       "docs/verifier_code.md"));

@@ -385,9 +385,10 @@ absl::StatusOr<SandboxRunOutcome> Sandbox::Run(const SandboxRunSpec& spec) const
     }
     if (fds[4].revents & POLLIN) bwrap_exited = true;
   }
-  if (killed && init_pidfd.valid()) {
-    // The namespace's init exits only after the kernel has killed and reaped
-    // every process in it.
+  if (init_pidfd.valid()) {
+    // bwrap may exit as soon as its init reports the exit code; the init
+    // itself exits only after the kernel has killed and reaped every process
+    // left in the namespace. Waiting for it means nothing outlives Run().
     pollfd pfd = {init_pidfd.get(), POLLIN, 0};
     while (poll(&pfd, 1, static_cast<int>(kReapGrace.count())) < 0 && errno == EINTR) {
     }

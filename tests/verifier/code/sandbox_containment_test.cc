@@ -169,17 +169,23 @@ TEST_F(SandboxContainmentTest, ProcessLimitStopsForks) {
 // A background child keeps the output pipe open after the program exits;
 // the judge must return with the program's result, not wait for the deadline.
 TEST_F(SandboxContainmentTest, ChildOutlivingParentDoesNotHangTheJudge) {
+  const std::string marker = absl::StrCat("rlporph", getpid() % 100000);
   CodeResult r = MustJudge(Program("python",
-                                   "import os, time, sys\n"
-                                   "if os.fork() == 0:\n"
-                                   "    os.setsid()\n"
-                                   "    if os.fork() == 0:\n"
-                                   "        time.sleep(600)\n"
-                                   "    os._exit(0)\n"
-                                   "print('parent done')\n"
-                                   "sys.stdout.flush()\n",
+                                   absl::StrReplaceAll(
+                                       "import os, time, sys\n"
+                                       "if os.fork() == 0:\n"
+                                       "    os.setsid()\n"
+                                       "    if os.fork() == 0:\n"
+                                       "        open('/proc/self/comm', 'w').write('MARKER')\n"
+                                       "        time.sleep(600)\n"
+                                       "    os._exit(0)\n"
+                                       "print('parent done')\n"
+                                       "sys.stdout.flush()\n",
+                                       {{"MARKER", marker}}),
                                    "parent done"));
+  // accepted, not time_limit: the judge did not wait for the deadline.
   EXPECT_EQ(r.verdict, CodeVerdict::kAccepted) << r.detail;
+  EXPECT_EQ(CountProcessesNamed(marker), 0);
 }
 
 TEST_F(SandboxContainmentTest, NetworkIsUnreachableByIpAndByName) {
