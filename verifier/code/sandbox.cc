@@ -273,7 +273,14 @@ absl::StatusOr<SandboxRunOutcome> Sandbox::Run(const SandboxRunSpec& spec) const
     for (int i = 0; i < nsources && i < 64; ++i) {
       if (dup2(high[i], i) < 0) _exit(127);
     }
-    syscall(SYS_close_range, nsources, ~0U, 0);
+    if (syscall(SYS_close_range, nsources, ~0U, 0) != 0) {
+      // Kernels before 5.9: close whatever else is open, one by one.
+      struct rlimit nofile;
+      const int max_fd = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < 65536
+                             ? static_cast<int>(nofile.rlim_cur)
+                             : 65536;
+      for (int fd = nsources; fd < max_fd; ++fd) close(fd);
+    }
     if (drop_ids) {
       if (syscall(SYS_setgroups, 0, nullptr) != 0 ||
           syscall(SYS_setresgid, host_id, host_id, host_id) != 0 ||
