@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   std::string max_queue;
   std::string cache_size;
   std::string metrics_listen;
+  std::string math_workers;
   std::string metrics_port_file;
   std::string config;  // accepted and ignored, see the file comment
   const std::vector<rlpost::FlagSpec> flags = {
@@ -68,6 +69,9 @@ int main(int argc, char** argv) {
        "items (or unary batches) that may wait for a judge thread; more are refused with "
        "RESOURCE_EXHAUSTED (default 1024)"},
       {"cache-size", &cache_size, "verdicts kept in the LRU result cache, 0 = off (default 65536)"},
+      {"math-workers", &math_workers,
+       "run math checks in N forked processes with the item's deadline as a hard limit "
+       "(default 0: in-process, bounded by the checker's size budgets)"},
       {"metrics-listen", &metrics_listen,
        "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
       {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
@@ -114,6 +118,20 @@ int main(int argc, char** argv) {
     return UsageError(error, usage);
   }
   options.cache_capacity = static_cast<size_t>(cache_entries);
+  int math_worker_count = 0;
+  if (!ParseIntFlag("math-workers", math_workers, 0, 256, &math_worker_count, &error)) {
+    return UsageError(error, usage);
+  }
+  if (math_worker_count > 0) {
+    // Forked before the service starts its judge threads.
+    auto pool = rlpost::MathWorkerPool::Create(math_worker_count);
+    if (!pool.ok()) {
+      std::fprintf(stderr, "rlpost-verifier: --math-workers: %s\n",
+                   std::string(pool.status().message()).c_str());
+      return 1;
+    }
+    options.math_workers = std::shared_ptr<rlpost::MathWorkerPool>(*std::move(pool));
+  }
   if (auto code = rlpost::CodeItemJudge::CreateDefault(); code.ok()) {
     options.code = std::shared_ptr<const rlpost::CodeItemJudge>(*std::move(code));
   } else {

@@ -1,5 +1,6 @@
 #include "verifier/verifier_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -8,6 +9,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -86,10 +88,28 @@ VerifierServiceImpl::VerifierServiceImpl(Options options)
 
 VerifierServiceImpl::~VerifierServiceImpl() { pool_.Shutdown(); }
 
-void VerifierServiceImpl::JudgeMath(const v1::VerifyItem& item, v1::Verdict* verdict) const {
+MathVerdict VerifierServiceImpl::CheckMath(const std::string& response,
+                                           const std::string& reference,
+                                           absl::Time deadline) const {
+  if (!options_.math_workers) return CheckMathAnswer(response, reference, options_.math);
+  const absl::Duration remaining =
+      std::max(deadline - options_.now(), absl::Milliseconds(1));
+  absl::StatusOr<MathVerdict> result =
+      options_.math_workers->Check(response, reference, options_.math, remaining);
+  if (!result.ok()) {
+    MathVerdict error;
+    error.status = MathVerdict::Status::kError;
+    error.reason = absl::StrCat("math worker pool: ", result.status().message());
+    return error;
+  }
+  return *std::move(result);
+}
+
+void VerifierServiceImpl::JudgeMath(const v1::VerifyItem& item, absl::Time deadline,
+                                    v1::Verdict* verdict) const {
   MathVerdict result;
   if (item.mode().empty() || item.mode() == "full_text") {
-    result = CheckMathAnswer(item.response(), item.reference(), options_.math);
+    result = CheckMath(item.response(), item.reference(), deadline);
   } else if (item.mode() == "answer_only") {
     // The response is the answer itself: box it so extraction takes all of
     // it, unless it is empty or cannot be boxed (unbalanced braces).
@@ -109,12 +129,18 @@ void VerifierServiceImpl::JudgeMath(const v1::VerifyItem& item, v1::Verdict* ver
       result.extracted = NormalizeMathAnswer(item.response());
       result.reason = "answer_only: unbalanced braces in the answer";
     } else {
-      result = CheckMathAnswer(absl::StrCat("\\boxed{", item.response(), "}"), item.reference(),
-                               options_.math);
+      result = CheckMath(absl::StrCat("\\boxed{", item.response(), "}"), item.reference(),
+                         deadline);
     }
   } else {
     SetError(verdict, absl::StrCat("unknown math mode '", item.mode(),
                                    "'; use \"full_text\" or \"answer_only\""));
+    return;
+  }
+  // The worker pool killed the check at the item's deadline.
+  if (result.status == MathVerdict::Status::kError &&
+      absl::StartsWith(result.reason, "deadline exceeded")) {
+    SetTimeout(verdict, absl::StrCat("math check stopped at the item's deadline: ", result.reason));
     return;
   }
   verdict->set_status(ToProtoStatus(result.status));
@@ -179,8 +205,10 @@ v1::Verdict VerifierServiceImpl::JudgeItem(const v1::VerifyItem& item, absl::Tim
   }
   if (options_.before_judge) options_.before_judge(item);
   if (*kind == kMathKind) {
-    JudgeMath(item, &verdict);
-    items_verified_.fetch_add(1, std::memory_order_relaxed);
+    JudgeMath(item, deadline, &verdict);
+    if (verdict.status() != v1::VERDICT_STATUS_TIMEOUT) {
+      items_verified_.fetch_add(1, std::memory_order_relaxed);
+    }
   } else {
     if (options_.code) {
       options_.code->Judge(item, &verdict);

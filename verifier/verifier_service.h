@@ -33,6 +33,7 @@
 #include "verifier/code_items.h"
 #include "verifier/judge_pool.h"
 #include "verifier/math/math_checker.h"
+#include "verifier/math/math_worker_pool.h"
 #include "verifier/result_cache.h"
 #include "verifier/verifier_metrics.h"
 
@@ -60,6 +61,11 @@ class VerifierServiceImpl final : public v1::VerifierService::Service {
     int max_queue = 1024;
     // Verdicts kept in the result cache; 0 disables it.
     size_t cache_capacity = 65536;
+    // When set, math checks run in these forked workers with the item's
+    // remaining deadline as a hard limit (a check past it is killed and the
+    // item gets `timeout`); otherwise in-process, bounded by the checker's
+    // size budgets.
+    std::shared_ptr<MathWorkerPool> math_workers;
     // The judge of kind "code"; null when there is none, and then code
     // items get an `error` verdict carrying `code_unavailable`.
     std::shared_ptr<const CodeItemJudge> code;
@@ -103,7 +109,9 @@ class VerifierServiceImpl final : public v1::VerifierService::Service {
   // verdicts.
   v1::Verdict JudgeItem(const v1::VerifyItem& item, absl::Time deadline, absl::Time arrival,
                         const std::function<bool()>& cancelled);
-  void JudgeMath(const v1::VerifyItem& item, v1::Verdict* verdict) const;
+  void JudgeMath(const v1::VerifyItem& item, absl::Time deadline, v1::Verdict* verdict) const;
+  MathVerdict CheckMath(const std::string& response, const std::string& reference,
+                        absl::Time deadline) const;
   void Finish(const std::string& kind_label, absl::Time arrival, v1::Verdict* verdict);
 
   const Options options_;

@@ -249,6 +249,26 @@ TEST_F(VerifierStreamTest, AnswerOnlyModeTakesTheWholeResponse) {
   EXPECT_THAT(verdicts["bad-mode"].reason(), HasSubstr("unknown math mode 'guess'"));
 }
 
+TEST_F(VerifierStreamTest, MathChecksCanRunInForkedWorkers) {
+  auto pool = MathWorkerPool::Create(2);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  VerifierServiceImpl::Options options;
+  options.math_workers = std::shared_ptr<MathWorkerPool>(*std::move(pool));
+  options.default_deadline = absl::Seconds(60);
+  Start(options);
+  v1::VerifyItem answer_only = MathItem("answer-only", "0.5", "\\frac{1}{2}");
+  answer_only.set_mode("answer_only");
+  std::map<std::string, v1::Verdict> verdicts;
+  ASSERT_TRUE(Stream({MathItem("right", "\\boxed{4}", "4"), MathItem("wrong", "\\boxed{5}", "4"),
+                      MathItem("none", "no idea", "4"), answer_only},
+                     &verdicts)
+                  .ok());
+  EXPECT_EQ(verdicts["right"].verdict(), "correct");
+  EXPECT_EQ(verdicts["wrong"].verdict(), "incorrect");
+  EXPECT_EQ(verdicts["none"].verdict(), "no_answer");
+  EXPECT_EQ(verdicts["answer-only"].verdict(), "correct");
+}
+
 TEST_F(VerifierStreamTest, CodeItemsWithoutAJudgeGetAnErrorVerdict) {
   Start();
   v1::VerifyItem item;
