@@ -173,6 +173,35 @@ TEST_F(VerifierStreamTest, FullQueueEndsTheStreamWithResourceExhausted) {
   EXPECT_EQ(verdicts.count("refused"), 0u);
 }
 
+TEST_F(VerifierStreamTest, ClientCancellingMidStreamLeavesTheServerUsable) {
+  // The client gives up while an item is being judged and another waits; the
+  // server finishes both jobs, drops their verdicts and serves the next call.
+  auto release = std::make_shared<absl::Notification>();
+  auto started = std::make_shared<absl::Notification>();
+  VerifierServiceImpl::Options options;
+  options.max_concurrency = 1;
+  options.before_judge = [release, started](const v1::VerifyItem& item) {
+    if (item.id() == "held") {
+      started->Notify();
+      release->WaitForNotification();
+    }
+  };
+  Start(options);
+  {
+    grpc::ClientContext context;
+    auto stream = stub_->VerifyStream(&context);
+    ASSERT_TRUE(stream->Write(MathItem("held", "\\boxed{1}", "1")));
+    started->WaitForNotification();
+    stream->Write(MathItem("waiting", "\\boxed{2}", "2"));
+    context.TryCancel();
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  release->Notify();
+  std::map<std::string, v1::Verdict> verdicts;
+  ASSERT_TRUE(Stream({MathItem("after", "\\boxed{3}", "3")}, &verdicts).ok());
+  EXPECT_EQ(verdicts["after"].verdict(), "correct");
+}
+
 TEST_F(VerifierStreamTest, UnaryVerifyIsRefusedWhenTheQueueIsFull) {
   auto release = std::make_shared<absl::Notification>();
   auto started = std::make_shared<absl::Notification>();
