@@ -272,7 +272,7 @@ const char* CodeVerdictName(CodeVerdict v) {
 SandboxLimits DefaultCompileLimits() {
   SandboxLimits limits;
   limits.time_limit_s = 10;
-  limits.memory_limit_mb = 1024;
+  limits.memory_limit_mb = 512;
   limits.output_limit_bytes = 256 << 10;
   limits.max_processes = 16;
   limits.file_size_limit_bytes = 64 << 20;

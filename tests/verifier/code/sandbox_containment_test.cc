@@ -320,6 +320,23 @@ TEST_F(SandboxContainmentTest, DangerousSyscallsAreDenied) {
   EXPECT_EQ(r.verdict, CodeVerdict::kAccepted) << r.detail;
 }
 
+// The filter is for the native ABI; i386 (int 0x80) and x32 syscalls would
+// bypass its syscall numbers, so they kill the process.
+TEST_F(SandboxContainmentTest, OtherSyscallAbisAreKilled) {
+  CodeResult x32 = MustJudge(Program(
+      "cpp",
+      "#include <unistd.h>\n#include <sys/syscall.h>\n"
+      "int main() { return syscall(0x40000000L | SYS_getpid) > 0 ? 0 : 1; }\n"));
+  EXPECT_EQ(x32.verdict, CodeVerdict::kRuntimeError) << x32.detail;
+  EXPECT_THAT(x32.detail, HasSubstr("SIGSYS"));
+  CodeResult i386 = MustJudge(Program(
+      "cpp",
+      "int main() { long r; asm volatile(\"int $0x80\" : \"=a\"(r) : \"a\"(20L) : \"memory\");"
+      " return r > 0 ? 0 : 1; }\n"));
+  EXPECT_EQ(i386.verdict, CodeVerdict::kRuntimeError) << i386.detail;
+  EXPECT_THAT(i386.detail, HasSubstr("SIGSYS"));
+}
+
 TEST_F(SandboxContainmentTest, RunsAsUnprivilegedUserWithNoCapabilities) {
   CodeResult r = MustJudge(Program("python",
                                    "import os\n"
