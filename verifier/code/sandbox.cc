@@ -317,11 +317,6 @@ absl::StatusOr<SandboxRunOutcome> Sandbox::Run(const SandboxRunSpec& spec) const
                   std::chrono::duration<double>(limits.EffectiveWallLimit()));
   const size_t cap = static_cast<size_t>(std::max<int64_t>(limits.output_limit_bytes, 0));
 
-  auto kill_all = [&] {
-    if (init_pidfd.valid()) PidfdKill(init_pidfd.get());
-    kill(pid, SIGKILL);
-    killed = true;
-  };
   // Reads what is available from `fd`; false at EOF or error.
   auto read_into = [&](int fd, std::string* sink, bool capped) -> bool {
     char buffer[65536];
@@ -354,6 +349,26 @@ absl::StatusOr<SandboxRunOutcome> Sandbox::Run(const SandboxRunSpec& spec) const
     }
   };
 
+  // bwrap writes the pid of the namespace's init (in our pid namespace) to
+  // --json-status-fd right after creating it, before the program runs.
+  auto track_init = [&] {
+    if (init_pidfd.valid()) return;
+    if (streams[3].fd >= 0 && !read_into(streams[3].fd, &json_text, false)) streams[3].fd = -1;
+    const int64_t child = JsonInt(json_text, "child-pid");
+    if (child <= 0) return;
+    Fd candidate(PidfdOpen(static_cast<pid_t>(child)));
+    // Trust the pid only while it is still bwrap's child (no reuse).
+    if (candidate.valid() && ParentOf(static_cast<pid_t>(child)) == pid) {
+      init_pidfd = std::move(candidate);
+    }
+  };
+  auto kill_all = [&] {
+    track_init();
+    if (init_pidfd.valid()) PidfdKill(init_pidfd.get());
+    kill(pid, SIGKILL);
+    killed = true;
+  };
+
   if (!bwrap_pidfd.valid()) {
     kill_all();
     outcome.setup_error = absl::StrCat("pidfd_open: ", std::strerror(errno));
@@ -376,19 +391,10 @@ absl::StatusOr<SandboxRunOutcome> Sandbox::Run(const SandboxRunSpec& spec) const
       break;
     }
     service(fds);
+    track_init();
     if (outcome.output_limit_exceeded) {
       kill_all();
       break;
-    }
-    if (!init_pidfd.valid()) {
-      const int64_t child = JsonInt(json_text, "child-pid");
-      if (child > 0) {
-        Fd candidate(PidfdOpen(static_cast<pid_t>(child)));
-        // Trust the pid only while it is still bwrap's child (no reuse).
-        if (candidate.valid() && ParentOf(static_cast<pid_t>(child)) == pid) {
-          init_pidfd = std::move(candidate);
-        }
-      }
     }
     if (fds[4].revents & POLLIN) bwrap_exited = true;
   }

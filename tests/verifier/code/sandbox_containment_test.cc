@@ -295,8 +295,14 @@ TEST_F(SandboxContainmentTest, KillAllInsideDoesNotReachTheHost) {
 }
 
 TEST_F(SandboxContainmentTest, HugeOutputIsOutputLimit) {
-  CodeResult r = MustJudge(Program("python", "while True:\n    print('x' * 10000)\n"));
+  const std::string marker = absl::StrCat("rlpout", getpid() % 100000);
+  CodeResult r = MustJudge(Program(
+      "python", absl::StrReplaceAll("import os\nos.fork()\n"
+                                    "open('/proc/self/comm', 'w').write('MARKER')\n"
+                                    "while True:\n    print('x' * 10000)\n",
+                                    {{"MARKER", marker}})));
   EXPECT_EQ(r.verdict, CodeVerdict::kOutputLimit) << r.detail;
+  EXPECT_EQ(CountProcessesNamed(marker), 0);
   CodeResult err = MustJudge(Program(
       "cpp", "#include <cstdio>\nint main() { for (;;) std::fputs(\"yyyyyyyy\\n\", stderr); }"));
   EXPECT_EQ(err.verdict, CodeVerdict::kOutputLimit) << err.detail;
