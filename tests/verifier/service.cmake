@@ -13,3 +13,8 @@ rlpost_add_test(service_judge_pool_test unit
 rlpost_add_test(service_metrics_test unit
   SOURCES service_metrics_test.cc
   LIBS rlpost::verifier)
+rlpost_add_test(service_binary_test integration
+  SOURCES service_binary_test.cc
+  LIBS rlpost::common rlpost::grpc_common rlpost::proto
+  TIMEOUT 300)
+add_dependencies(service_binary_test rlpost-verifier)
