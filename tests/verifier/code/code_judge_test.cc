@@ -3,7 +3,9 @@
 #include "verifier/code/code_judge.h"
 
 #include <cstdlib>
+#include <functional>
 #include <memory>
+#include <random>
 #include <string>
 
 #include "absl/status/status.h"
@@ -198,6 +200,26 @@ TEST_F(CodeJudgeTest, MalformedTasksAreInvalidArgument) {
     ASSERT_FALSE(r.ok()) << c.field;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
     EXPECT_THAT(r.status().message(), HasSubstr(c.field));
+  }
+}
+
+// Property: arbitrary bytes as code, stdin or expected output always get a
+// verdict about the program, never an error or a sandbox failure.
+TEST_F(CodeJudgeTest, ArbitraryBytesGetAProgramVerdict) {
+  std::mt19937 rng(20261122);
+  auto random_bytes = [&](size_t max_len) {
+    std::string out(rng() % max_len, '\0');
+    for (char& c : out) c = static_cast<char>(rng() % 256);
+    return out;
+  };
+  for (int i = 0; i < 12; ++i) {
+    CodeTask task = (i % 3 == 2 ? Cpp : Python)(
+        i % 2 == 0 ? random_bytes(200) : "import sys\nsys.stdout.write(sys.stdin.read())\n",
+        {{random_bytes(5000), random_bytes(50)}}, i % 4 == 0 ? "exact" : "tokens");
+    absl::StatusOr<CodeResult> r = judge().Judge(task);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status();
+    EXPECT_NE(r->verdict, CodeVerdict::kSandboxError) << i << ": " << r->detail;
+    EXPECT_NE(r->verdict, CodeVerdict::kAccepted) << i;
   }
 }
 
