@@ -34,7 +34,7 @@ struct SandboxLimits {
   double time_limit_s = 2.0;             // CPU seconds per test run (RLIMIT_CPU + accounting)
   int64_t memory_limit_mb = 256;         // address space (RLIMIT_AS)
   int64_t output_limit_bytes = 1 << 20;  // stdout+stderr captured; more = output_limit
-  int max_processes = 16;                // RLIMIT_NPROC inside the sandbox's user namespace
+  int max_processes = 16;  // RLIMIT_NPROC in the sandbox (its init and launcher count too)
   double wall_limit_s = 0.0;             // 0: 2 * time_limit_s + 1
   int64_t file_size_limit_bytes = 16 << 20;  // RLIMIT_FSIZE
   int max_open_files = 64;                   // RLIMIT_NOFILE
