@@ -234,6 +234,17 @@ std::string VerifyUsage() {
 
 namespace {
 
+// The id of a line that failed to parse, when it has a readable one.
+std::string IdOfLine(const std::string& line, int number) {
+  json obj = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (obj.is_object()) {
+    auto it = obj.find("id");
+    if (it != obj.end() && it->is_string()) return it->get<std::string>();
+    if (it != obj.end() && it->is_number_integer()) return std::to_string(it->get<int64_t>());
+  }
+  return absl::StrCat("line-", number);
+}
+
 // Items waiting for verdicts, shared by the sending and receiving threads.
 class InFlightWindow {
  public:
@@ -350,7 +361,7 @@ int RunVerifyCommand(const std::vector<std::string>& args, std::ostream& out,
     const size_t slot = ids.size();
     absl::StatusOr<v1::VerifyItem> item = ParseVerifyLine(line, number);
     if (!item.ok()) {
-      ids.push_back(absl::StrCat("line-", number));
+      ids.push_back(IdOfLine(line, number));
       v1::Verdict v;
       v.set_status(v1::VERDICT_STATUS_ERROR);
       v.set_verdict("error");

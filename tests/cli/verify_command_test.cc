@@ -172,6 +172,8 @@ TEST_F(VerifyCommandTest, OneOutputLinePerInputLineInOrder) {
       "\n"
       R"j({"id": "none", "kind": "math", "gold": "4", "response": "no idea"})j"
       "\n"
+      R"j({"id": "no-gold", "kind": "math", "response": "1"})j"
+      "\n"
       R"j({"id": "prog", "kind": "code", "language": "python", "code": "print(1)", "tests": [{"stdin": "", "expected_stdout": "1"}]})j"
       "\n"
       R"j({"id": "right", "kind": "math", "gold": "7", "response": "\\boxed{7}"})j"
@@ -180,7 +182,7 @@ TEST_F(VerifyCommandTest, OneOutputLinePerInputLineInOrder) {
   const int code = RunRlctl({"verify", "--addr", addr_, "--input", input}, "", out, err);
   ASSERT_EQ(code, kRlctlOk) << err.str();
   std::vector<json> lines = ParseLines(out.str());
-  ASSERT_EQ(lines.size(), 7u) << out.str();
+  ASSERT_EQ(lines.size(), 8u) << out.str();
   EXPECT_EQ(lines[0]["id"], "right");
   EXPECT_EQ(lines[0]["verdict"], "correct");
   EXPECT_EQ(lines[0]["score"], 1.0);
@@ -193,6 +195,11 @@ TEST_F(VerifyCommandTest, OneOutputLinePerInputLineInOrder) {
   EXPECT_THAT(lines[2]["detail"].get<std::string>(), HasSubstr("line 3: not valid JSON"));
   EXPECT_EQ(lines[3]["verdict"], "correct");
   EXPECT_EQ(lines[4]["verdict"], "no_answer");
+  // A parsable line keeps its id in the error.
+  EXPECT_EQ(lines[5]["id"], "no-gold");
+  EXPECT_EQ(lines[5]["verdict"], "error");
+  EXPECT_THAT(lines[5]["detail"].get<std::string>(), HasSubstr("line 6: field 'gold' missing"));
+  lines.erase(lines.begin() + 5);
   EXPECT_EQ(lines[5]["id"], "prog");
   // Accepted where the sandbox works here; otherwise an error saying why.
   if (lines[5]["verdict"] != "accepted") {
@@ -202,7 +209,7 @@ TEST_F(VerifyCommandTest, OneOutputLinePerInputLineInOrder) {
   // Duplicate ids keep their own verdicts.
   EXPECT_EQ(lines[6]["id"], "right");
   EXPECT_EQ(lines[6]["verdict"], "correct");
-  EXPECT_THAT(err.str(), HasSubstr("7 lines: "));
+  EXPECT_THAT(err.str(), HasSubstr("8 lines: "));
   EXPECT_THAT(err.str(), HasSubstr("correct 3"));
   EXPECT_THAT(err.str(), HasSubstr("incorrect 1"));
   EXPECT_THAT(err.str(), HasSubstr("no_answer 1"));
