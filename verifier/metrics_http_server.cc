@@ -127,6 +127,18 @@ void MetricsHttpServer::Serve() {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
     Answer(fd);
+    // Lingering close: read what the client still sends (a request past the
+    // cap) so that closing does not reset the connection before the client
+    // has read the answer.
+    ::shutdown(fd, SHUT_WR);
+    char drain[4096];
+    size_t drained = 0;
+    pollfd p = {fd, POLLIN, 0};
+    while (drained < (1 << 20) && ::poll(&p, 1, 200) > 0) {
+      ssize_t n = ::recv(fd, drain, sizeof(drain), 0);
+      if (n <= 0) break;
+      drained += static_cast<size_t>(n);
+    }
     ::close(fd);
   }
 }

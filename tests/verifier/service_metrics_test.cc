@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <random>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -93,6 +94,28 @@ TEST(MetricsHttpServerTest, AnswersGetMetricsAndRefusesTheRest) {
   EXPECT_THAT(HttpExchange(port, "garbage\r\n\r\n"), StartsWith("HTTP/1.0 400"));
   (*server)->Stop();
   EXPECT_EQ(renders, 1);  // read after Stop joined the server thread
+}
+
+TEST(MetricsHttpServerTest, RandomRequestsNeverStopIt) {
+  auto server = MetricsHttpServer::Start("127.0.0.1:0", [] { return std::string("ok\n"); });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  std::mt19937 rng(11);
+  const std::string pieces[] = {"GET", " ", "/metrics", "HTTP/1.0", "\r\n", "\n", "\0", "?",
+                                "POST", "\xff", "%", "/", "\r\n\r\n"};
+  for (int i = 0; i < 200; ++i) {
+    std::string request;
+    const int n = static_cast<int>(rng() % 12);
+    for (int j = 0; j < n; ++j) request += pieces[rng() % std::size(pieces)];
+    // Always end the headers so the server answers instead of waiting.
+    request += "\r\n\r\n";
+    const std::string response = HttpExchange(port, request);
+    EXPECT_THAT(response, StartsWith("HTTP/1.0 ")) << i;
+  }
+  EXPECT_THAT(HttpExchange(port, "GET /metrics HTTP/1.0\r\n\r\n"), HasSubstr("\r\n\r\nok\n"));
+  // A request over the 8 KiB cap is answered too.
+  EXPECT_THAT(HttpExchange(port, "GET /" + std::string(20000, 'a') + " HTTP/1.0\r\n\r\n"),
+              StartsWith("HTTP/1.0 404"));
 }
 
 TEST(MetricsHttpServerTest, MalformedAddressIsInvalidArgument) {

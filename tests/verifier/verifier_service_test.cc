@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -269,6 +270,44 @@ TEST_F(VerifierServiceTest, ConcurrentCallsAreCountedExactly) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(service_->items_verified(), kThreads * kCallsPerThread * kItemsPerCall);
+}
+
+// Arbitrary client items (any kind, mode, bytes, code fields) each get one
+// verdict with their id, a verdict word and a version; nothing fails the call.
+TEST(VerifierServiceFuzzTest, RandomItemsEachGetOneVerdict) {
+  VerifierServiceImpl service;
+  std::mt19937 rng(5);
+  const std::string kinds[] = {"", "math", "code", "Math", "\xff", "chess"};
+  const std::string modes[] = {"", "full_text", "answer_only", "guess"};
+  const std::string bits[] = {"\\boxed{", "}", "{", "1", "\\frac", "x", "$", "\\sqrt", "-",
+                              "\xe2\x88\x92", "\0", "print(1)", "\n", "#### 4"};
+  auto random_text = [&] {
+    std::string t;
+    const int n = static_cast<int>(rng() % 16);
+    for (int j = 0; j < n; ++j) t += bits[rng() % std::size(bits)];
+    return t;
+  };
+  v1::VerifyRequest request;
+  for (int i = 0; i < 500; ++i) {
+    v1::VerifyItem* item = request.add_items();
+    item->set_id("i" + std::to_string(i));
+    item->set_kind(kinds[rng() % std::size(kinds)]);
+    item->set_mode(modes[rng() % std::size(modes)]);
+    item->set_response(random_text());
+    item->set_reference(random_text());
+    item->set_deadline_ms(static_cast<int32_t>(rng() % 3) - 1);
+    item->mutable_code()->set_code(random_text());
+  }
+  v1::VerifyResponse response;
+  ASSERT_TRUE(service.VerifyBatch(request, &response, nullptr).ok());
+  ASSERT_EQ(response.verdicts_size(), request.items_size());
+  for (int i = 0; i < response.verdicts_size(); ++i) {
+    const v1::Verdict& v = response.verdicts(i);
+    EXPECT_EQ(v.id(), "i" + std::to_string(i));
+    EXPECT_FALSE(v.verdict().empty()) << i;
+    EXPECT_FALSE(v.verifier_version().empty()) << i;
+    EXPECT_NE(v.status(), v1::VERDICT_STATUS_UNSPECIFIED) << i;
+  }
 }
 
 }  // namespace
