@@ -119,7 +119,7 @@ TEST(CheckMathAnswerTest, TypicalMathSpellings) {
 }
 
 TEST(CheckMathAnswerTest, VersionString) {
-  EXPECT_STREQ(kMathVerifierVersion, "rlpost-math/0.1.0");
+  EXPECT_STREQ(kMathVerifierVersion, "rlpost-math/0.2.0");
 }
 
 }  // namespace

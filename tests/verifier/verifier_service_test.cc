@@ -73,7 +73,7 @@ TEST_F(VerifierServiceTest, JudgesMathItemsInRequestOrder) {
   AddItem(&request, "bad-ref", "math", "\\boxed{3}", "");
   v1::VerifyResponse response;
   ASSERT_TRUE(Verify(request, &response).ok());
-  EXPECT_EQ(response.verifier_version(), "rlpost-math/0.1.0");
+  EXPECT_EQ(response.verifier_version(), "rlpost-math/0.2.0");
   ASSERT_EQ(response.verdicts_size(), 4);
 
   const v1::Verdict& right = response.verdicts(0);
@@ -233,7 +233,7 @@ TEST_F(VerifierServiceTest, GetInfoReportsVersionKindsAndCount) {
   grpc::ClientContext context;
   v1::VerifierInfo info;
   ASSERT_TRUE(stub_->GetInfo(&context, v1::GetInfoRequest(), &info).ok());
-  EXPECT_EQ(info.verifier_version(), "rlpost-math/0.1.0");
+  EXPECT_EQ(info.verifier_version(), "rlpost-math/0.2.0");
   ASSERT_EQ(info.kinds_size(), 1);
   EXPECT_EQ(info.kinds(0), "math");
   EXPECT_EQ(info.items_verified(), 2);

@@ -21,7 +21,7 @@ namespace rlpost {
 
 // Recorded with every verdict for lineage; bump when a change could flip a
 // verdict.
-constexpr char kMathVerifierVersion[] = "rlpost-math/0.1.0";
+constexpr char kMathVerifierVersion[] = "rlpost-math/0.2.0";
 
 struct MathCheckOptions {
   // When no \boxed{}, <answer>, "final answer is" or "####" marker is found,
