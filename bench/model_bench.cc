@@ -51,12 +51,6 @@ BenchConfig Cpu100M() {
   return BenchConfig{"cpu-100m", c, 64, 16};
 }
 
-int64_t CountParams(MoeTransformer& m) {
-  int64_t n = 0;
-  for (const auto& p : m->parameters()) n += p.numel();
-  return n;
-}
-
 int64_t ActiveParams(const ModelConfig& c, int64_t total) {
   int64_t per_expert = 3 * c.d_model * c.expert_hidden;
   int64_t inactive = 0;
@@ -163,7 +157,7 @@ int RunModelBench(const std::vector<std::string>& args) {
   for (const BenchConfig& bc : {BuiltIn(), Cpu100M()}) {
     MoeTransformer m(bc.model);
     m->eval();
-    int64_t total = CountParams(m);
+    int64_t total = m->ParameterCount();
     nlohmann::json entry;
     entry["name"] = bc.name;
     entry["model"] = bc.model.Describe();

@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "model/hf_checkpoint_io.h"
@@ -10,18 +9,10 @@
 namespace rlpost {
 
 absl::StatusOr<ModelConfig> ReadCheckpointConfig(const std::string& dir) {
-  std::string path = dir + "/config.json";
-  std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("cannot open '", path,
-                                            "': a checkpoint directory needs a config.json"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<ModelConfig> config = ParseConfigJson(text.str());
-  if (!config.ok()) {
-    return absl::Status(config.status().code(),
-                        absl::StrCat(path, ": ", config.status().message()));
+  absl::StatusOr<ModelConfig> config = ReadConfigJsonFile(dir + "/config.json");
+  if (absl::IsNotFound(config.status())) {
+    return absl::NotFoundError(absl::StrCat(config.status().message(),
+                                            ": a checkpoint directory needs a config.json"));
   }
   return config;
 }

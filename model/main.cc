@@ -10,9 +10,7 @@
 #include <torch/utils.h>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -65,8 +63,7 @@ bool ParseWriteFlags(const std::vector<std::string>& args, size_t from,
 }
 
 void Describe(rlpost::MoeTransformer& model) {
-  int64_t params = 0;
-  for (const auto& p : model->parameters()) params += p.numel();
+  const int64_t params = model->ParameterCount();
   std::cout << model->config().Describe() << "\n"
             << "parameters: " << params << " (" << model->parameters().size() << " tensors)\n";
 }
@@ -102,11 +99,7 @@ int main(int argc, char** argv) {
     if (cmd == "convert") {
       model = rlpost::LoadCheckpoint(args[1]);
     } else {
-      std::ifstream in(args[1]);
-      if (!in) return Fail(absl::NotFoundError("cannot open '" + args[1] + "'"));
-      std::stringstream text;
-      text << in.rdbuf();
-      auto config = rlpost::ParseConfigJson(text.str());
+      auto config = rlpost::ReadConfigJsonFile(args[1]);
       if (!config.ok()) return Fail(config.status());
       model = rlpost::MoeTransformer(*config);
     }

@@ -1,6 +1,8 @@
 #include "model/model_config.h"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -471,6 +473,19 @@ absl::StatusOr<ModelConfig> ParseConfigJson(const std::string& text) {
   c.passthrough_json = rest.dump();
   if (absl::Status s = c.Validate(); !s.ok()) return s;
   return c;
+}
+
+absl::StatusOr<ModelConfig> ReadConfigJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<ModelConfig> config = ParseConfigJson(text.str());
+  if (!config.ok()) {
+    return absl::Status(config.status().code(),
+                        absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
 }
 
 }  // namespace rlpost

@@ -88,4 +88,8 @@ const std::vector<std::string>& SupportedModelTypes();
 // windows, qkv clipping) give InvalidArgument naming the field.
 absl::StatusOr<ModelConfig> ParseConfigJson(const std::string& text);
 
+// Reads the file at `path` and parses it as above; errors start with the path
+// (NotFound when it cannot be opened).
+absl::StatusOr<ModelConfig> ReadConfigJsonFile(const std::string& path);
+
 }  // namespace rlpost

@@ -102,6 +102,12 @@ absl::Status MoeTransformerImpl::CheckTokenIds(const at::Tensor& tokens) const {
   return absl::OkStatus();
 }
 
+int64_t MoeTransformerImpl::ParameterCount() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
 std::pair<at::Tensor, at::Tensor> MoeTransformerImpl::Rotary(const at::Tensor& positions,
                                                              at::ScalarType type) const {
   at::ScalarType freq_type = type == at::kDouble ? at::kDouble : at::kFloat;

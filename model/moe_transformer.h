@@ -105,6 +105,9 @@ class MoeTransformerImpl : public torch::nn::Module {
 
   absl::Status CheckTokenIds(const at::Tensor& tokens) const;
 
+  // Total number of parameter elements (MTP block included).
+  int64_t ParameterCount() const;
+
   KvCache NewCache(int64_t batch, int64_t capacity) const;
   KvCache NewMtpCache(int64_t batch, int64_t capacity) const;
 

@@ -1,43 +1,36 @@
 // The shipped binaries rlpost-model and rlpost-bench, run as a user would.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "absl/strings/str_split.h"
+#include "tests/cli/cli_test_util.h"
 
 namespace rlpost {
 namespace {
 
 using ::testing::HasSubstr;
+using ::rlpost::testing::BinDir;
+using ::rlpost::testing::ProcessResult;
+using ::rlpost::testing::RunProcess;
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-std::string BinDir() {
-  const char* dir = std::getenv("RLPOST_BIN_DIR");
-  return dir != nullptr ? dir : "build/bin";
-}
-
-Result RunTool(const std::string& args) {
-  std::string cmd = BinDir() + "/" + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (pipe == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
-  int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+// Runs a binary from RLPOST_BIN_DIR, stdout and stderr together; `args` are
+// split on spaces (these tests need no quoting).
+ProcessResult RunTool(const std::string& args) {
+  std::vector<std::string> argv = absl::StrSplit(args, ' ', absl::SkipEmpty());
+  argv[0] = BinDir() + "/" + argv[0];
+  const fs::path log =
+      fs::temp_directory_path() / ("rlpost_model_tool_" + std::to_string(::getpid()) + ".log");
+  ProcessResult r = RunProcess(argv, log.string());
+  fs::remove(log);
   return r;
 }
 
@@ -61,51 +54,51 @@ TEST_F(ModelToolTest, InitInspectConvertAndLogits) {
                            {"moe_intermediate_size", 16}, {"intermediate_size", 48},
                            {"shared_expert_intermediate_size", 24}, {"rlpost_init_seed", 5}};
   std::ofstream(Path("config.json")) << config.dump();
-  Result init = RunTool("rlpost-model init " + Path("config.json") + " " + Path("fp32"));
+  ProcessResult init = RunTool("rlpost-model init " + Path("config.json") + " " + Path("fp32"));
   ASSERT_EQ(init.exit_code, 0) << init.output;
   EXPECT_THAT(init.output, HasSubstr("qwen2_moe layers=2 d=32"));
 
-  Result convert = RunTool("rlpost-model convert " + Path("fp32") + " " + Path("bf16") +
+  ProcessResult convert = RunTool("rlpost-model convert " + Path("fp32") + " " + Path("bf16") +
                        " --dtype bfloat16 --max-shard-bytes 4000");
   ASSERT_EQ(convert.exit_code, 0) << convert.output;
   EXPECT_TRUE(fs::exists(dir_ / "bf16" / "model.safetensors.index.json"));
-  Result inspect = RunTool("rlpost-model inspect " + Path("bf16"));
+  ProcessResult inspect = RunTool("rlpost-model inspect " + Path("bf16"));
   ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
   EXPECT_THAT(inspect.output, HasSubstr("shared=24"));
 
-  Result a = RunTool("rlpost-model logits " + Path("fp32") + " 1 7 9");
-  Result b = RunTool("rlpost-model logits " + Path("fp32") + " 1 7 9");
+  ProcessResult a = RunTool("rlpost-model logits " + Path("fp32") + " 1 7 9");
+  ProcessResult b = RunTool("rlpost-model logits " + Path("fp32") + " 1 7 9");
   ASSERT_EQ(a.exit_code, 0) << a.output;
   nlohmann::json logits = nlohmann::json::parse(a.output);
   ASSERT_EQ(logits.size(), 3u);
   EXPECT_EQ(logits[0].size(), 40u);
   EXPECT_EQ(a.output, b.output);  // deterministic
 
-  Result bad_id = RunTool("rlpost-model logits " + Path("fp32") + " 1 40");
+  ProcessResult bad_id = RunTool("rlpost-model logits " + Path("fp32") + " 1 40");
   EXPECT_EQ(bad_id.exit_code, 1);
   EXPECT_THAT(bad_id.output, HasSubstr("token id 40 is out of range: vocab_size is 40"));
 }
 
 TEST_F(ModelToolTest, BadInputGivesClearErrors) {
-  Result missing = RunTool("rlpost-model inspect " + Path("nowhere"));
+  ProcessResult missing = RunTool("rlpost-model inspect " + Path("nowhere"));
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.output, HasSubstr("config.json"));
 
   std::ofstream(Path("llama.json")) << R"({"model_type": "llama"})";
-  Result llama = RunTool("rlpost-model init " + Path("llama.json") + " " + Path("out"));
+  ProcessResult llama = RunTool("rlpost-model init " + Path("llama.json") + " " + Path("out"));
   EXPECT_EQ(llama.exit_code, 1);
   EXPECT_THAT(llama.output, HasSubstr("supported: qwen3_moe, qwen2_moe, mixtral, olmoe"));
 
-  Result usage = RunTool("rlpost-model frobnicate");
+  ProcessResult usage = RunTool("rlpost-model frobnicate");
   EXPECT_EQ(usage.exit_code, 2);
   EXPECT_THAT(usage.output, HasSubstr("unknown command 'frobnicate'"));
-  Result dtype = RunTool("rlpost-model convert a b --dtype int8");
+  ProcessResult dtype = RunTool("rlpost-model convert a b --dtype int8");
   EXPECT_EQ(dtype.exit_code, 2);
   EXPECT_THAT(dtype.output, HasSubstr("--dtype must be float32 or bfloat16"));
 }
 
 TEST(ModelBenchTest, QuickRunPrintsOneJsonObject) {
-  Result r = RunTool("rlpost-bench model --quick --json");
+  ProcessResult r = RunTool("rlpost-bench model --quick --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   nlohmann::json report = nlohmann::json::parse(r.output);
   EXPECT_EQ(report["benchmark"], "model");
