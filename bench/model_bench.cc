@@ -76,15 +76,18 @@ Throughput Measure(MoeTransformer& m, const BenchConfig& bc, int64_t batch, int 
   double best_prefill = 1e30, best_decode = 1e30;
   for (int r = 0; r < reps; ++r) {
     KvCache cache = m->NewCache(batch, p + d);
+    ForwardOptions sampling;  // as the rollout engine samples
+    sampling.cache = &cache;
+    sampling.router_losses = false;
     at::Tensor mask = at::ones({batch, p}, at::kBool);
     auto t0 = Clock::now();
-    at::Tensor logits = m->Forward(tokens, positions, mask, &cache).logits;
+    at::Tensor logits = m->Forward(tokens, positions, mask, sampling).logits;
     at::Tensor next = logits.select(1, p - 1).argmax(-1, /*keepdim=*/true);
     auto t1 = Clock::now();
     for (int64_t s = 0; s < d; ++s) {
       mask = at::cat({mask, at::ones({batch, 1}, at::kBool)}, 1);
       at::Tensor pos = at::full({batch, 1}, p + s, at::kLong);
-      logits = m->Forward(next, pos, mask, &cache).logits;
+      logits = m->Forward(next, pos, mask, sampling).logits;
       next = logits.select(1, 0).argmax(-1, /*keepdim=*/true);
     }
     auto t2 = Clock::now();

@@ -151,8 +151,10 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
   at::Tensor aux = at::zeros({}, x.options()), z = at::zeros({}, x.options());
   RoutingContext routing;
   routing.token_mask = key_mask.narrow(1, past, t).reshape({b * t});
-  routing.aux_loss = &aux;
-  routing.z_loss = &z;
+  if (options.router_losses) {
+    routing.aux_loss = &aux;
+    routing.z_loss = &z;
+  }
   if (options.record_routing) out.routing.resize(config_.n_layers);
   int64_t moe_layers = 0;
   for (int64_t i = 0; i < config_.n_layers; ++i) {

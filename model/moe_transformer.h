@@ -44,13 +44,16 @@ struct ForwardOptions {
   // layers) the [B*T, k] expert ids to use instead of routing.
   const std::vector<at::Tensor>* replay_expert_ids = nullptr;
   bool record_routing = false;  // fill ForwardOutput::routing
+  // aux_loss and z_loss; sampling has no use for them, so it turns them off.
+  bool router_losses = true;
 };
 
 struct ForwardOutput {
   at::Tensor logits;    // [B, T, vocab]
   at::Tensor hidden;    // [B, T, D] last layer's output before the final norm (MTP input)
-  at::Tensor aux_loss;  // scalar: load-balancing loss, mean over MoE layers (1.0 = balanced)
-  at::Tensor z_loss;    // scalar: router z-loss, mean over MoE layers
+  // Scalars, zero when ForwardOptions::router_losses is off.
+  at::Tensor aux_loss;  // load-balancing loss, mean over MoE layers (1.0 = balanced)
+  at::Tensor z_loss;    // router z-loss, mean over MoE layers
   // Per layer when record_routing (empty records for dense layers); rows are
   // the B*T tokens in row-major order.
   std::vector<RouterRecord> routing;

@@ -80,8 +80,11 @@ absl::StatusOr<std::vector<Generation>> PolicyEngine::Generate(
     PaddedBatch batch = LeftPad(prompts);
     int64_t prompt_cols = batch.tokens.size(1);
     KvCache cache = impl_->model->NewCache(b, prompt_cols + budget);
+    ForwardOptions sampling;
+    sampling.cache = &cache;
+    sampling.router_losses = false;
     at::Tensor mask = batch.mask;
-    at::Tensor logits = impl_->model->Forward(batch.tokens, batch.positions, mask, &cache)
+    at::Tensor logits = impl_->model->Forward(batch.tokens, batch.positions, mask, sampling)
                             .logits.select(1, prompt_cols - 1);
     int64_t remaining = b;
     for (int64_t step = 0; step < budget && remaining > 0; ++step) {
@@ -111,7 +114,7 @@ absl::StatusOr<std::vector<Generation>> PolicyEngine::Generate(
       }
       if (remaining == 0 || step + 1 == budget) break;
       mask = at::cat({mask, col}, 1);
-      logits = impl_->model->Forward(next, pos, mask, &cache).logits.select(1, 0);
+      logits = impl_->model->Forward(next, pos, mask, sampling).logits.select(1, 0);
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("generation failed: ", e.what_without_backtrace()));

@@ -257,6 +257,20 @@ TEST(MoeTransformerTest, Bf16ExportRoundsAndImports) {
   for (size_t i = 0; i < bf.size(); ++i) EXPECT_EQ(back[i].bytes, bf[i].bytes) << bf[i].name;
 }
 
+TEST(MoeTransformerTest, SamplingSkipsRouterLossesWithoutChangingLogits) {
+  torch::NoGradGuard no_grad;
+  MoeTransformer m(TinyConfig());
+  PaddedBatch b = LeftPad({{1, 4, 5, 6}, {2, 9}});
+  ForwardOutput with = m->Forward(b.tokens, b.positions, b.mask, ForwardOptions{});
+  ForwardOptions sampling;
+  sampling.router_losses = false;
+  ForwardOutput without = m->Forward(b.tokens, b.positions, b.mask, sampling);
+  EXPECT_TRUE(at::equal(with.logits, without.logits));
+  EXPECT_GT(with.aux_loss.item<double>(), 0.0);
+  EXPECT_EQ(without.aux_loss.item<double>(), 0.0);
+  EXPECT_EQ(without.z_loss.item<double>(), 0.0);
+}
+
 TEST(MoeTransformerTest, TokenIdsOutOfRangeAreAnError) {
   MoeTransformer m(TinyConfig());
   PaddedBatch b = LeftPad({{1, 20, 3}});
