@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model/moe_transformer.h"
+#include "model/paged_kv.h"
 
 namespace rlpost {
 namespace {
@@ -47,7 +48,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& config) : config_(config) {
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
                                   const at::Tensor& sin, const at::Tensor& mask,
-                                  KvCache* cache, int64_t layer) {
+                                  const KvAccess& kv, int64_t layer) {
   int64_t b = x.size(0), t = x.size(1), hd = config_.head_dim();
   int64_t h = config_.n_heads, kvh = config_.n_kv_heads;
   at::Tensor q = q_proj_->forward(x), k = k_proj_->forward(x);
@@ -68,12 +69,14 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
   at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
   q = q * c + RotateHalf(q) * s;
   k = k * c + RotateHalf(k) * s;
-  if (cache != nullptr) {
+  if (KvCache* cache = kv.cache; cache != nullptr) {
     int64_t start = cache->length;
     cache->k[layer].narrow(2, start, t).copy_(k);
     cache->v[layer].narrow(2, start, t).copy_(v);
     k = cache->k[layer].narrow(2, 0, start + t);
     v = cache->v[layer].narrow(2, 0, start + t);
+  } else if (kv.paged != nullptr) {
+    std::tie(k, v) = kv.paged->Update(layer, k, v);
   }
   // Grouped-query attention without copying keys/values: the g = h / kvh
   // query heads that share a key/value head are stacked along the time axis.
@@ -209,9 +212,9 @@ DecoderBlockImpl::DecoderBlockImpl(const ModelConfig& config, bool moe) {
 
 at::Tensor DecoderBlockImpl::forward(const at::Tensor& x, const at::Tensor& cos,
                                      const at::Tensor& sin, const at::Tensor& mask,
-                                     KvCache* cache, int64_t layer,
+                                     const KvAccess& kv, int64_t layer,
                                      const RoutingContext& routing) {
-  at::Tensor h = x + self_attn_->forward(input_layernorm_->forward(x), cos, sin, mask, cache, layer);
+  at::Tensor h = x + self_attn_->forward(input_layernorm_->forward(x), cos, sin, mask, kv, layer);
   int64_t b = h.size(0), t = h.size(1), d = h.size(2);
   at::Tensor normed = post_attention_layernorm_->forward(h).reshape({b * t, d});
   at::Tensor ff = moe_.is_empty() ? dense_->forward(normed) : moe_->forward(normed, routing);

@@ -17,6 +17,14 @@
 namespace rlpost {
 
 struct KvCache;
+struct PagedForward;
+
+// Where attention keeps keys/values across forward calls: nowhere (training,
+// scoring), a column-aligned KvCache, or paged blocks (the rollout engine).
+struct KvAccess {
+  KvCache* cache = nullptr;
+  const PagedForward* paged = nullptr;
+};
 
 // What one MoE layer did: inputs for the learner's router losses and for
 // router replay.
@@ -50,9 +58,10 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
   // x [B,T,D]; cos/sin [B,T,head_dim]; mask [B,1,T,L] bool (true = attend).
-  // With a cache, keys/values are written at its current length for `layer`.
+  // With a cache, keys/values are written at its current length for `layer`;
+  // with paged access, at the rows' slots (see paged_kv.h).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     const at::Tensor& mask, KvCache* cache, int64_t layer);
+                     const at::Tensor& mask, const KvAccess& kv, int64_t layer);
 
  private:
   ModelConfig config_;
@@ -96,7 +105,7 @@ class DecoderBlockImpl : public torch::nn::Module {
   DecoderBlockImpl(const ModelConfig& config, bool moe);
   bool is_moe() const { return !moe_.is_empty(); }
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                     const at::Tensor& mask, KvCache* cache, int64_t layer,
+                     const at::Tensor& mask, const KvAccess& kv, int64_t layer,
                      const RoutingContext& routing);
 
  private:

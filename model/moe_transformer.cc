@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/match.h"
+#include "model/paged_kv.h"
 
 namespace rlpost {
 namespace {
@@ -141,16 +142,22 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
                                           const ForwardOptions& options) {
   if (absl::Status s = CheckTokenIds(tokens); !s.ok()) TORCH_CHECK(false, s.message());
   KvCache* cache = options.cache;
+  const PagedForward* paged = options.paged;
+  TORCH_CHECK(cache == nullptr || paged == nullptr, "Forward: both a KV cache and paged KV");
   int64_t b = tokens.size(0), t = tokens.size(1);
   int64_t past = cache != nullptr ? cache->length : 0;
   at::Tensor x = embed_tokens_->forward(tokens);
-  auto [cos, sin] = Rotary(positions, x.scalar_type());
-  at::Tensor mask = AttentionMask(key_mask, past, t);
+  auto [cos, sin] = Rotary(paged != nullptr ? paged->positions : positions, x.scalar_type());
+  at::Tensor mask = paged != nullptr ? paged->attn_mask : AttentionMask(key_mask, past, t);
+  KvAccess kv;
+  kv.cache = cache;
+  kv.paged = paged;
 
   ForwardOutput out;
   at::Tensor aux = at::zeros({}, x.options()), z = at::zeros({}, x.options());
   RoutingContext routing;
-  routing.token_mask = key_mask.narrow(1, past, t).reshape({b * t});
+  routing.token_mask =
+      paged != nullptr ? paged->token_mask : key_mask.narrow(1, past, t).reshape({b * t});
   if (options.router_losses) {
     routing.aux_loss = &aux;
     routing.z_loss = &z;
@@ -168,7 +175,7 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
       routing.replay = &(*options.replay_expert_ids)[i];
     }
     moe_layers += block->is_moe() ? 1 : 0;
-    x = block->forward(x, cos, sin, mask, cache, i, routing);
+    x = block->forward(x, cos, sin, mask, kv, i, routing);
   }
   if (cache != nullptr) cache->length = past + t;
   out.hidden = x;
@@ -194,9 +201,27 @@ at::Tensor MoeTransformerImpl::MtpForward(const at::Tensor& hidden, const at::Te
   auto [cos, sin] = Rotary(positions, x.scalar_type());
   RoutingContext routing;
   routing.token_mask = key_mask.narrow(1, past, t).reshape({b * t});
-  x = mtp_->block_->forward(x, cos, sin, AttentionMask(key_mask, past, t), cache, 0, routing);
+  KvAccess kv;
+  kv.cache = cache;
+  x = mtp_->block_->forward(x, cos, sin, AttentionMask(key_mask, past, t), kv, 0, routing);
   if (cache != nullptr) cache->length = past + t;
   return OutputHead(mtp_->head_norm_->forward(x), /*detach_weight=*/!train_shared);
+}
+
+std::pair<at::Tensor, at::Tensor> MoeTransformerImpl::MtpForwardPaged(
+    const at::Tensor& hidden, const at::Tensor& next_tokens, const PagedForward& paged) {
+  TORCH_CHECK(!mtp_.is_empty(), "this model has no multi-token-prediction block");
+  if (absl::Status s = CheckTokenIds(next_tokens); !s.ok()) TORCH_CHECK(false, s.message());
+  at::Tensor e = mtp_->enorm_->forward(embed_tokens_->forward(next_tokens));
+  at::Tensor h = mtp_->hnorm_->forward(hidden);
+  at::Tensor x = mtp_->eh_proj_->forward(at::cat({e, h}, -1));
+  auto [cos, sin] = Rotary(paged.positions, x.scalar_type());
+  RoutingContext routing;
+  routing.token_mask = paged.token_mask;
+  KvAccess kv;
+  kv.paged = &paged;
+  x = mtp_->block_->forward(x, cos, sin, paged.attn_mask, kv, 0, routing);
+  return {OutputHead(mtp_->head_norm_->forward(x)), x};
 }
 
 std::string MoeTransformerImpl::HfName(const std::string& module_name) const {

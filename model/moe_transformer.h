@@ -38,8 +38,14 @@ struct KvCache {
   int64_t length = 0;         // columns filled so far
 };
 
+struct PagedForward;
+
 struct ForwardOptions {
   KvCache* cache = nullptr;
+  // Paged keys/values (rollout engine; paged_kv.h). When set, `cache` must be
+  // null and Forward's positions and key_mask arguments are ignored (pass
+  // undefined tensors): the PagedForward carries both.
+  const PagedForward* paged = nullptr;
   // Router replay: per layer (indexed by layer number; undefined for dense
   // layers) the [B*T, k] expert ids to use instead of routing.
   const std::vector<at::Tensor>* replay_expert_ids = nullptr;
@@ -105,6 +111,12 @@ class MoeTransformerImpl : public torch::nn::Module {
   at::Tensor MtpForward(const at::Tensor& hidden, const at::Tensor& next_tokens,
                         const at::Tensor& positions, const at::Tensor& key_mask, KvCache* cache,
                         bool train_shared = true);
+  // The same over paged keys/values of a one-layer pool (sampling only).
+  // Returns {logits, hidden}: the block's output before its head norm can be
+  // fed back as `hidden` to draft further tokens.
+  std::pair<at::Tensor, at::Tensor> MtpForwardPaged(const at::Tensor& hidden,
+                                                    const at::Tensor& next_tokens,
+                                                    const PagedForward& paged);
 
   absl::Status CheckTokenIds(const at::Tensor& tokens) const;
 
