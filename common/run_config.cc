@@ -50,6 +50,15 @@ std::vector<ConfigKey> Keys() {
       {"optim.grad_clip", T::kDouble, "1.0", "global gradient-norm clip (0 = off)"},
       {"rollout.workers", T::kInt, "2", "rollout worker processes"},
       {"rollout.threads", T::kInt, "1", "intra-op threads per rollout worker"},
+      {"rollout.drafter", T::kString, "none",
+       "speculative decoding drafter: none, ngram, mtp (needs model.mtp_layers=1) or draft"},
+      {"rollout.max_draft_tokens", T::kInt, "4", "largest draft length per step (0..16)"},
+      {"rollout.adaptive", T::kBool, "true",
+       "pick the draft length per step from measured acceptance and cost"},
+      {"rollout.max_batch", T::kInt, "64", "samples decoded together per worker"},
+      {"rollout.kv_block_size", T::kInt, "16", "tokens per paged KV block"},
+      {"rollout.kv_blocks", T::kInt, "0",
+       "KV blocks per worker (0 = max_batch full-context samples)"},
       {"learner.world_size", T::kInt, "1", "learner ranks (torch c10d, Gloo)"},
       {"learner.threads", T::kInt, "1", "intra-op threads per learner rank"},
       {"verifier.deadline_ms", T::kInt, "5000", "deadline of one verify batch"},
@@ -79,7 +88,8 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
        {"model.n_layers", "model.d_model", "model.n_heads", "model.n_kv_heads",
         "model.n_experts", "model.top_k", "model.expert_hidden", "model.max_seq_len",
         "sft.batch_size", "rl.prompts_per_step", "rl.group_size", "rl.max_new_tokens",
-        "rollout.workers", "rollout.threads", "learner.world_size", "learner.threads",
+        "rollout.workers", "rollout.threads", "rollout.max_batch", "rollout.kv_block_size",
+        "learner.world_size", "learner.threads",
         "verifier.deadline_ms", "net.rpc_timeout_ms", "net.connect_retries"}) {
     absl::Status s = Positive(c, key);
     if (!s.ok()) return s;
@@ -152,6 +162,31 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.grad_clip = c.GetDouble("optim.grad_clip");
   r.rollout_workers = c.GetInt("rollout.workers");
   r.rollout_threads = c.GetInt("rollout.threads");
+  r.rollout_drafter = c.GetString("rollout.drafter");
+  if (r.rollout_drafter != "none" && r.rollout_drafter != "ngram" && r.rollout_drafter != "mtp" &&
+      r.rollout_drafter != "draft") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rollout.drafter' must be none, ngram, mtp or draft, got '",
+        r.rollout_drafter, "'"));
+  }
+  if (r.rollout_drafter == "mtp" && r.model.mtp_layers != 1) {
+    return absl::InvalidArgumentError(
+        "config key 'rollout.drafter' is mtp but the policy has no MTP block: set "
+        "model.mtp_layers=1");
+  }
+  r.rollout_max_draft_tokens = c.GetInt("rollout.max_draft_tokens");
+  if (r.rollout_max_draft_tokens < 0 || r.rollout_max_draft_tokens > 16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rollout.max_draft_tokens' must be in [0, 16], got ",
+        r.rollout_max_draft_tokens));
+  }
+  r.rollout_adaptive = c.GetBool("rollout.adaptive");
+  r.rollout_max_batch = c.GetInt("rollout.max_batch");
+  r.rollout_kv_block_size = c.GetInt("rollout.kv_block_size");
+  r.rollout_kv_blocks = c.GetInt("rollout.kv_blocks");
+  if (r.rollout_kv_blocks < 0) {
+    return absl::InvalidArgumentError("config key 'rollout.kv_blocks' must be >= 0");
+  }
   r.learner_world_size = c.GetInt("learner.world_size");
   r.learner_threads = c.GetInt("learner.threads");
   r.verifier_deadline_ms = c.GetInt("verifier.deadline_ms");

@@ -69,6 +69,12 @@ struct RunConfig {
   // processes
   int64_t rollout_workers = 2;
   int64_t rollout_threads = 1;
+  std::string rollout_drafter = "none";
+  int64_t rollout_max_draft_tokens = 4;
+  bool rollout_adaptive = true;
+  int64_t rollout_max_batch = 64;
+  int64_t rollout_kv_block_size = 16;
+  int64_t rollout_kv_blocks = 0;
   int64_t learner_world_size = 1;
   int64_t learner_threads = 1;
   int64_t verifier_deadline_ms = 5000;

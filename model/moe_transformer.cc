@@ -209,7 +209,8 @@ at::Tensor MoeTransformerImpl::MtpForward(const at::Tensor& hidden, const at::Te
 }
 
 std::pair<at::Tensor, at::Tensor> MoeTransformerImpl::MtpForwardPaged(
-    const at::Tensor& hidden, const at::Tensor& next_tokens, const PagedForward& paged) {
+    const at::Tensor& hidden, const at::Tensor& next_tokens, const PagedForward& paged,
+    int64_t kv_layer) {
   TORCH_CHECK(!mtp_.is_empty(), "this model has no multi-token-prediction block");
   if (absl::Status s = CheckTokenIds(next_tokens); !s.ok()) TORCH_CHECK(false, s.message());
   at::Tensor e = mtp_->enorm_->forward(embed_tokens_->forward(next_tokens));
@@ -220,7 +221,7 @@ std::pair<at::Tensor, at::Tensor> MoeTransformerImpl::MtpForwardPaged(
   routing.token_mask = paged.token_mask;
   KvAccess kv;
   kv.paged = &paged;
-  x = mtp_->block_->forward(x, cos, sin, paged.attn_mask, kv, 0, routing);
+  x = mtp_->block_->forward(x, cos, sin, paged.attn_mask, kv, kv_layer, routing);
   return {OutputHead(mtp_->head_norm_->forward(x)), x};
 }
 

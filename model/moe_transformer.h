@@ -111,12 +111,15 @@ class MoeTransformerImpl : public torch::nn::Module {
   at::Tensor MtpForward(const at::Tensor& hidden, const at::Tensor& next_tokens,
                         const at::Tensor& positions, const at::Tensor& key_mask, KvCache* cache,
                         bool train_shared = true);
-  // The same over paged keys/values of a one-layer pool (sampling only).
+  // The same over paged keys/values (sampling only), kept in layer
+  // `kv_layer` of the paged pool (the rollout engine gives the MTP block the
+  // layer after the main model's, so it shares the sequences' block tables).
   // Returns {logits, hidden}: the block's output before its head norm can be
   // fed back as `hidden` to draft further tokens.
   std::pair<at::Tensor, at::Tensor> MtpForwardPaged(const at::Tensor& hidden,
                                                     const at::Tensor& next_tokens,
-                                                    const PagedForward& paged);
+                                                    const PagedForward& paged,
+                                                    int64_t kv_layer = 0);
 
   absl::Status CheckTokenIds(const at::Tensor& tokens) const;
 

@@ -37,8 +37,15 @@ int main(int argc, char** argv) {
   }
   at::set_num_threads(static_cast<int>(config->rollout_threads));
   CharTokenizer tokenizer;
-  absl::StatusOr<std::unique_ptr<PolicyEngine>> engine =
-      PolicyEngine::Create(config->model, tokenizer.vocab_size());
+  EngineOptions options;
+  options.max_batch = config->rollout_max_batch;
+  options.kv_block_size = config->rollout_kv_block_size;
+  options.kv_blocks = config->rollout_kv_blocks;
+  options.speculation.drafter = *ParseDrafterKind(config->rollout_drafter);
+  options.speculation.max_draft_tokens = static_cast<int>(config->rollout_max_draft_tokens);
+  options.speculation.adaptive = config->rollout_adaptive;
+  absl::StatusOr<std::unique_ptr<RolloutEngine>> engine = RolloutEngine::Create(
+      ModelConfig::FromShape(config->model, tokenizer.vocab_size()), options);
   if (!engine.ok()) {
     std::cerr << "rlpost-rollout: " << engine.status().message() << "\n";
     return 1;
@@ -50,7 +57,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   RLPOST_LOG(INFO) << "serving " << (*engine)->Describe() << " at weight version "
-                   << (*engine)->weight_version();
+                   << (*engine)->weight_version() << ", drafter " << config->rollout_drafter;
   WaitForShutdown();
   (*host)->Shutdown();
   return 0;

@@ -1,10 +1,11 @@
 #pragma once
-// gRPC front end of a rollout worker: Generate (one server stream per group),
-// UpdateWeights (client stream of WeightChunk) and GetInfo, over a
-// PolicyEngine. Thread-safe: handlers run concurrently on gRPC's threads.
+// gRPC front end of a rollout worker over a RolloutEngine: Generate (one
+// server stream per group, completions streamed as they finish), UpdateWeights
+// (client stream of WeightChunk, for the policy or the draft model) and
+// GetInfo. Thread-safe: handlers run concurrently on gRPC's threads; the
+// engine batches the groups of all concurrent Generate calls together.
 
 #include <atomic>
-#include <chrono>
 
 #include "model/char_tokenizer.h"
 #include "rlpost/v1/rollout.grpc.pb.h"
@@ -14,7 +15,7 @@ namespace rlpost {
 
 class RolloutServiceImpl final : public v1::RolloutService::Service {
  public:
-  explicit RolloutServiceImpl(PolicyEngine* engine);  // not owned
+  explicit RolloutServiceImpl(RolloutEngine* engine);  // not owned
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
@@ -25,12 +26,8 @@ class RolloutServiceImpl final : public v1::RolloutService::Service {
                        v1::RolloutInfo* response) override;
 
  private:
-  PolicyEngine* engine_;
+  RolloutEngine* engine_;
   CharTokenizer tokenizer_;
-  std::chrono::steady_clock::time_point started_;
-  std::atomic<int64_t> tokens_{0};
-  std::atomic<int64_t> completions_{0};
-  std::atomic<int64_t> decode_micros_{0};
   std::atomic<int32_t> active_{0};
 };
 
