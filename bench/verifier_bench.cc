@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "verifier/math/math_checker.h"
@@ -127,22 +128,27 @@ struct CodeResult {
   int plain_passed = 0;
   double sandbox_s = 0;
   double plain_s = 0;
+  int warm_sandboxes = 0;
 };
 
-CodeResult BenchCode(const std::vector<nlohmann::json>& rows, int limit) {
+CodeResult BenchCode(const std::vector<nlohmann::json>& rows, int limit, int warm_sandboxes) {
   CodeResult result;
 #ifndef RLPOST_BENCH_HAS_CODE_JUDGE
   (void)rows;
   (void)limit;
+  (void)warm_sandboxes;
   result.missing = "code judge not built (verifier/code/ absent)";
   return result;
 #else
-  auto judge = code::CodeJudge::Create(code::CodeJudgeOptions());
+  code::CodeJudgeOptions options;
+  if (warm_sandboxes >= 0) options.warm_sandboxes = warm_sandboxes;
+  auto judge = code::CodeJudge::Create(options);
   if (!judge.ok()) {
     result.missing = std::string(judge.status().message());
     return result;
   }
   result.available = true;
+  result.warm_sandboxes = (*judge)->options().warm_sandboxes;
   const std::string python = (*judge)->options().python_path;
   const std::string dir = std::filesystem::temp_directory_path() /
                           absl::StrCat("rlpost_verifier_bench_", getpid());
@@ -187,12 +193,16 @@ std::string DefaultDataDir() {
 
 int RunVerifierBench(const std::vector<std::string>& args) {
   bool json = false, quick = false;
+  int warm_sandboxes = -1;  // the judge's default
   std::string data_dir = DefaultDataDir();
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--json") {
       json = true;
     } else if (args[i] == "--quick") {
       quick = true;
+    } else if (args[i] == "--warm-sandboxes" && i + 1 < args.size() &&
+               absl::SimpleAtoi(args[i + 1], &warm_sandboxes) && warm_sandboxes >= 0) {
+      ++i;
     } else if (args[i] == "--data-dir" && i + 1 < args.size()) {
       data_dir = args[++i];
     } else if (args[i].rfind("--data-dir=", 0) == 0) {
@@ -200,7 +210,8 @@ int RunVerifierBench(const std::vector<std::string>& args) {
     } else {
       std::fprintf(stderr,
                    "rlpost-bench verifier: unknown argument '%s'\n"
-                   "usage: rlpost-bench verifier [--json] [--quick] [--data-dir DIR]\n",
+                   "usage: rlpost-bench verifier [--json] [--quick] [--warm-sandboxes N] "
+                   "[--data-dir DIR]\n",
                    args[i].c_str());
       return 2;
     }
@@ -222,7 +233,7 @@ int RunVerifierBench(const std::vector<std::string>& args) {
   if (code_rows.empty()) {
     code.missing = "no HumanEval rows in '" + code_path + "'";
   } else {
-    code = BenchCode(code_rows, quick ? 20 : static_cast<int>(code_rows.size()));
+    code = BenchCode(code_rows, quick ? 20 : static_cast<int>(code_rows.size()), warm_sandboxes);
   }
 
   const double code_per_sec = code.sandbox_s > 0 ? code.programs / code.sandbox_s : 0;
@@ -248,6 +259,7 @@ int RunVerifierBench(const std::vector<std::string>& args) {
       out["code_programs_per_sec"] = code_per_sec;
       out["code_plain_programs_per_sec"] = plain_per_sec;
       out["code_sandbox_overhead_ratio"] = ratio;
+      out["code_warm_sandboxes"] = code.warm_sandboxes;
     } else {
       out["code_missing"] = code.missing;
     }
@@ -268,7 +280,8 @@ int RunVerifierBench(const std::vector<std::string>& args) {
     std::printf("code: missing: %s\n", code.missing.c_str());
     return 0;
   }
-  std::printf("code (HumanEval canonical solutions, 1 at a time, interleaved)\n");
+  std::printf("code (HumanEval canonical solutions, 1 at a time, interleaved, %d warm sandboxes)\n",
+              code.warm_sandboxes);
   std::printf("  programs                     %d (sandbox accepted %d, plain passed %d)\n",
               code.programs, code.accepted, code.plain_passed);
   std::printf("  code_programs_per_sec        %.2f   (sandbox)\n", code_per_sec);

@@ -19,10 +19,12 @@ class CodeItemJudge {
  public:
   virtual ~CodeItemJudge() = default;
 
-  // The sandboxed judge of verifier/code/. kUnimplemented when this build
-  // has none ("code verifier not built"); otherwise the sandbox self-check's
-  // error (missing bwrap, no user namespaces, ...).
-  static absl::StatusOr<std::unique_ptr<CodeItemJudge>> CreateDefault();
+  // The sandboxed judge of verifier/code/, keeping `warm_sandboxes`
+  // sandboxes started ahead of runs (CodeJudgeOptions::warm_sandboxes; -1:
+  // the judge's default). kUnimplemented when this build has none ("code
+  // verifier not built"); otherwise the sandbox self-check's error (missing
+  // bwrap, no user namespaces, ...).
+  static absl::StatusOr<std::unique_ptr<CodeItemJudge>> CreateDefault(int warm_sandboxes = -1);
 
   // Recorded in every verdict it produces.
   virtual std::string version() const = 0;

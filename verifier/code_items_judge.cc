@@ -69,9 +69,10 @@ class SandboxCodeItemJudge final : public CodeItemJudge {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CodeItemJudge>> CodeItemJudge::CreateDefault() {
-  absl::StatusOr<std::unique_ptr<code::CodeJudge>> judge =
-      code::CodeJudge::Create(code::CodeJudgeOptions());
+absl::StatusOr<std::unique_ptr<CodeItemJudge>> CodeItemJudge::CreateDefault(int warm_sandboxes) {
+  code::CodeJudgeOptions options;
+  if (warm_sandboxes >= 0) options.warm_sandboxes = warm_sandboxes;
+  absl::StatusOr<std::unique_ptr<code::CodeJudge>> judge = code::CodeJudge::Create(options);
   if (!judge.ok()) {
     return absl::Status(judge.status().code(),
                         absl::StrCat("code verifier unavailable: ", judge.status().message()));

@@ -4,7 +4,7 @@
 
 namespace rlpost {
 
-absl::StatusOr<std::unique_ptr<CodeItemJudge>> CodeItemJudge::CreateDefault() {
+absl::StatusOr<std::unique_ptr<CodeItemJudge>> CodeItemJudge::CreateDefault(int /*warm_sandboxes*/) {
   return absl::UnimplementedError(
       "code verifier not built: this rlpost-verifier was built without verifier/code/");
 }

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   std::string metrics_listen;
   std::string math_workers;
   std::string metrics_port_file;
+  std::string code_warm_sandboxes;
   std::string config;  // accepted and ignored, see the file comment
   const std::vector<rlpost::FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve on (required; port 0 picks a free one)"},
@@ -75,6 +76,9 @@ int main(int argc, char** argv) {
       {"metrics-listen", &metrics_listen,
        "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
       {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
+      {"code-warm-sandboxes", &code_warm_sandboxes,
+       "code sandboxes kept started ahead of the runs that use them, each used once; 0 = start "
+       "every run's sandbox on demand (default 2, at most 64; see docs/verifier_code.md)"},
       {"config", &config, "run config (ignored: the verifier needs none)"},
   };
   const std::string usage =
@@ -119,7 +123,9 @@ int main(int argc, char** argv) {
   }
   options.cache_capacity = static_cast<size_t>(cache_entries);
   int math_worker_count = 0;
-  if (!ParseIntFlag("math-workers", math_workers, 0, 256, &math_worker_count, &error)) {
+  int warm_sandboxes = -1;  // the code judge's default
+  if (!ParseIntFlag("math-workers", math_workers, 0, 256, &math_worker_count, &error) ||
+      !ParseIntFlag("code-warm-sandboxes", code_warm_sandboxes, 0, 64, &warm_sandboxes, &error)) {
     return UsageError(error, usage);
   }
   if (math_worker_count > 0) {
@@ -132,7 +138,7 @@ int main(int argc, char** argv) {
     }
     options.math_workers = std::shared_ptr<rlpost::MathWorkerPool>(*std::move(pool));
   }
-  if (auto code = rlpost::CodeItemJudge::CreateDefault(); code.ok()) {
+  if (auto code = rlpost::CodeItemJudge::CreateDefault(warm_sandboxes); code.ok()) {
     options.code = std::shared_ptr<const rlpost::CodeItemJudge>(*std::move(code));
   } else {
     options.code_unavailable = std::string(code.status().message());

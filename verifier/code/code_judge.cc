@@ -287,6 +287,10 @@ CodeJudge::~CodeJudge() = default;
 
 absl::StatusOr<std::unique_ptr<CodeJudge>> CodeJudge::Create(const CodeJudgeOptions& options) {
   CodeJudgeOptions resolved = options;
+  if (resolved.warm_sandboxes < 0 || resolved.warm_sandboxes > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "warm_sandboxes: must be in [0, 64], got ", resolved.warm_sandboxes));
+  }
   if (access(resolved.bwrap_path.c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("bwrap not found at '", resolved.bwrap_path,
@@ -324,6 +328,7 @@ absl::StatusOr<std::unique_ptr<CodeJudge>> CodeJudge::Create(const CodeJudgeOpti
     config.launcher_binary = *launcher;
     config.seccomp_filter = *filter;
     config.host_id = host_id;
+    config.warm_sandboxes = resolved.warm_sandboxes;
     auto sandbox = std::make_unique<Sandbox>(std::move(config));
     // The probe also binds a work directory the way C++ compiles do, which
     // checks that the sandbox's host uid can reach work_root.

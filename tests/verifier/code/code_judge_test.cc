@@ -223,6 +223,48 @@ TEST_F(CodeJudgeTest, ArbitraryBytesGetAProgramVerdict) {
   }
 }
 
+// The fixture's judge keeps warm sandboxes (the default); one without gives
+// the same verdicts, scores and per-test results.
+TEST_F(CodeJudgeTest, WarmAndColdSandboxesGiveTheSameVerdicts) {
+  ASSERT_GT(judge().options().warm_sandboxes, 0);
+  CodeJudgeOptions options;
+  options.warm_sandboxes = 0;
+  absl::StatusOr<std::unique_ptr<CodeJudge>> cold = CodeJudge::Create(options);
+  ASSERT_TRUE(cold.ok()) << cold.status();
+  CodeTask time_limit = Python("while True:\n    pass\n", {{"", ""}});
+  time_limit.limits.time_limit_s = 1;
+  CodeTask test_code = Python("def f(x):\n    return x + 1\n", {});
+  test_code.test_code = "def check(g):\n    assert g(1) == 2\n    assert g(2) == 4\n";
+  test_code.entry_point = "f";
+  const std::vector<CodeTask> tasks = {
+      Python("a, b = map(int, input().split())\nprint(a + b)\n", {{"1 2", "3"}, {"2 2", "5"}}),
+      Python("import sys\nprint(sys.stdin.read().upper(), end='')\n", {{"abc\n", "ABC"}}),
+      Python("raise ValueError('boom')", {{"", ""}}),
+      Python("import os\nprint(sorted(os.listdir('/work')), oct(os.stat('/work/prog.py').st_mode))",
+             {{"", "['prog.py'] 0o100444"}}),
+      time_limit,
+      test_code,
+      Cpp("#include <cstdio>\nint main() { int a; std::scanf(\"%d\", &a); std::printf(\"%d\\n\", a * 2); }",
+          {{"21", "42"}, {"1", "3"}}, "exact"),
+  };
+  for (const CodeTask& task : tasks) {
+    SCOPED_TRACE(task.code);
+    absl::StatusOr<CodeResult> want = (*cold)->Judge(task);
+    ASSERT_TRUE(want.ok()) << want.status();
+    const CodeResult got = MustJudge(task);
+    EXPECT_EQ(CodeVerdictName(got.verdict), CodeVerdictName(want->verdict)) << got.detail;
+    EXPECT_EQ(got.score, want->score);
+    ASSERT_EQ(got.tests.size(), want->tests.size());
+    for (size_t i = 0; i < got.tests.size(); ++i) {
+      EXPECT_EQ(got.tests[i].verdict, want->tests[i].verdict);
+      // A time limit's detail names the CPU time used, which varies.
+      if (want->tests[i].verdict != CodeVerdict::kTimeLimit) {
+        EXPECT_EQ(got.tests[i].detail, want->tests[i].detail);
+      }
+    }
+  }
+}
+
 TEST(CodeVerdictNameTest, AllNames) {
   EXPECT_STREQ(CodeVerdictName(CodeVerdict::kAccepted), "accepted");
   EXPECT_STREQ(CodeVerdictName(CodeVerdict::kWrongAnswer), "wrong_answer");
@@ -241,6 +283,15 @@ TEST(CodeJudgeCreateTest, MissingBwrapSaysWhatToInstall) {
   ASSERT_FALSE(judge.ok());
   EXPECT_EQ(judge.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(judge.status().message(), HasSubstr("bubblewrap"));
+}
+
+TEST(CodeJudgeCreateTest, WarmSandboxesOutOfRangeIsInvalidArgument) {
+  CodeJudgeOptions options;
+  options.warm_sandboxes = 65;
+  absl::StatusOr<std::unique_ptr<CodeJudge>> judge = CodeJudge::Create(options);
+  ASSERT_FALSE(judge.ok());
+  EXPECT_EQ(judge.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(judge.status().message(), HasSubstr("warm_sandboxes"));
 }
 
 TEST(CodeJudgeCreateTest, MissingLauncherNamesIt) {

@@ -14,8 +14,9 @@ namespace rlpost::code {
 
 class JudgeFixture : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<CodeJudge>> judge = CodeJudge::Create(CodeJudgeOptions{});
+  static void SetUpTestSuite() { CreateJudge(CodeJudgeOptions{}); }
+  static void CreateJudge(const CodeJudgeOptions& options) {
+    absl::StatusOr<std::unique_ptr<CodeJudge>> judge = CodeJudge::Create(options);
     if (judge.ok()) {
       judge_ = std::move(judge).value().release();
     } else {
