@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/generate_command.h"
 #include "cli/verify_command.h"
 #include "common/grpc_util.h"
 #include "rlpost/v1/control.grpc.pb.h"
@@ -43,6 +44,8 @@ std::string RlctlUsage() {
          "  resume   continue a paused run\n"
          "  stop     finish the current step, evaluate, write the summary, end the run\n"
          "  verify   judge a JSONL file with an rlpost-verifier (rlctl verify --help)\n"
+         "  generate sample completions of a prompt from an rlpost-rollout worker\n"
+         "           (rlctl generate --help)\n"
          "\n"
          "flags:\n"
          "  --addr HOST:PORT    controller address (default: $RLCTL_ADDR)\n"
@@ -90,12 +93,14 @@ std::string FormatRunStatus(const v1::RunStatus& s) {
 
 int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
              std::ostream& out, std::ostream& err) {
-  // `verify` talks to a verifier, not the controller, and has its own flags.
+  // `verify` talks to a verifier and `generate` to a rollout worker, not the
+  // controller; each has its own flags.
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "verify") {
+    if (args[i] == "verify" || args[i] == "generate") {
       std::vector<std::string> rest(args.begin(), args.begin() + i);
       rest.insert(rest.end(), args.begin() + i + 1, args.end());
-      return RunVerifyCommand(rest, out, err);
+      return args[i] == "verify" ? RunVerifyCommand(rest, out, err)
+                                 : RunGenerateCommand(rest, out, err);
     }
   }
   std::string addr = env_addr;
