@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bench/model_bench.h"
+#include "bench/rollout_bench.h"
 #include "bench/verifier_bench.h"
 
 namespace {
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (sub == "model") return rlpost::bench::RunModelBench(args);
   if (sub == "verifier") return rlpost::bench::RunVerifierBench(args);
+  if (sub == "rollout") return rlpost::bench::RunRolloutBench(args);
   std::fprintf(stderr, "rlpost-bench: unknown subcommand '%s'\n%s", sub.c_str(), kUsage);
   return 2;
 }

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_flags.h"
 #include "absl/strings/str_format.h"
 #include "model/moe_transformer.h"
 
@@ -140,17 +141,7 @@ MoeEfficiency MeasureMoe(const ModelConfig& c, int64_t tokens, int reps) {
 
 int RunModelBench(const std::vector<std::string>& args) {
   bool json_out = false, quick = false;
-  for (const std::string& a : args) {
-    if (a == "--json") {
-      json_out = true;
-    } else if (a == "--quick") {
-      quick = true;
-    } else {
-      std::fprintf(stderr, "rlpost-bench model: unknown flag '%s' (flags: --json, --quick)\n",
-                   a.c_str());
-      return 2;
-    }
-  }
+  if (!ParseJsonQuickFlags(args, "model", &json_out, &quick)) return 2;
   const int reps = quick ? 1 : 3;
   nlohmann::json report;
   report["benchmark"] = "model";

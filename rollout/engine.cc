@@ -90,6 +90,9 @@ struct Sequence {
   bool mtp_ready = false;
   std::vector<double> mtp_first_q;
   at::Tensor mtp_hidden;  // [D]
+  // The MTP layer's keys/values cover every cached position (drafting is
+  // possible); lost when a step skips the MTP catch-up.
+  bool mtp_synced = false;
   int ngram_doc = -1;
   bool running = false;
   bool done = false;
@@ -114,6 +117,7 @@ struct Group {
   std::unique_ptr<NgramIndex> ngram;
   size_t max_stop_len = 0;
   // MTP draft of the first generated token, computed with the prefix.
+  bool prefix_mtp_synced = false;
   bool mtp_ready = false;
   std::vector<double> mtp_first_q;
   at::Tensor mtp_hidden;
@@ -142,6 +146,10 @@ struct RolloutEngine::Impl {
   at::ScalarType dtype = at::kFloat;
   std::unique_ptr<KvBlockPool> pool;
   int64_t mtp_kv_layer = -1;  // pool layer of the MTP block, -1 without MTP drafting
+  // Adaptive mode switches the MTP block off (no catch-up forwards) while
+  // plain decoding measures best; samples admitted while it is off never
+  // draft with it.
+  bool mtp_active = true;
   MoeTransformer draft_model{nullptr};
   std::unique_ptr<KvBlockPool> draft_pool;
   int64_t draft_version = -1;
@@ -190,6 +198,7 @@ struct RolloutEngine::Impl {
     pool->ReleaseAll(&s->blocks);
     s->cached = 0;
     s->mtp_ready = false;
+    s->mtp_synced = false;
     if (draft_pool) draft_pool->ReleaseAll(&s->draft_blocks);
     s->draft_cached = 0;
   }
@@ -198,6 +207,7 @@ struct RolloutEngine::Impl {
     g->prefix_cached = 0;
     g->prefix_wanted = false;
     g->mtp_ready = false;
+    g->prefix_mtp_synced = false;
   }
 
   int64_t MaxNewTokens(const Sequence& s) const {
@@ -357,7 +367,8 @@ void RolloutEngine::Impl::Prefill(std::vector<Sequence*>* finished) {
           pool->CopyBlock(g->prefix_blocks[full], s->blocks.back());
         }
         s->cached = prefix_len;
-        s->mtp_ready = g->mtp_ready;
+        s->mtp_ready = g->mtp_ready && g->prefix_mtp_synced;
+        s->mtp_synced = g->prefix_mtp_synced;
         s->mtp_first_q = g->mtp_first_q;
         s->mtp_hidden = g->mtp_hidden;
         continue;
@@ -403,7 +414,16 @@ void RolloutEngine::Impl::Prefill(std::vector<Sequence*>* finished) {
                                      at::Tensor(), fo);
   if (mtp_kv_layer >= 0) {
     std::vector<MtpRow> mtp_rows;
-    for (const Row& r : rows) {
+    std::vector<int64_t> row_index;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      bool& synced = r.seq != nullptr ? r.seq->mtp_synced : r.group->prefix_mtp_synced;
+      synced = mtp_active && (synced || r.start == 0);
+      if (!synced) {
+        if (r.seq != nullptr) r.seq->mtp_ready = false;
+        continue;
+      }
+      row_index.push_back(static_cast<int64_t>(i));
       MtpRow m;
       m.tokens = r.seq != nullptr ? &r.seq->tokens : &r.group->request.prompt;
       m.blocks = r.seq != nullptr ? &r.seq->blocks : &r.group->prefix_blocks;
@@ -413,7 +433,10 @@ void RolloutEngine::Impl::Prefill(std::vector<Sequence*>* finished) {
       m.group = r.seq != nullptr ? nullptr : r.group;
       mtp_rows.push_back(m);
     }
-    MtpCatchUp(mtp_rows, out.hidden);
+    if (!mtp_rows.empty()) {
+      MtpCatchUp(mtp_rows,
+                 out.hidden.index_select(0, torch::tensor(row_index, at::kLong).to(device)));
+    }
   }
   work_stats.forward_seconds += Seconds(Clock::now() - t0);
   for (const Row& r : rows) {
@@ -622,6 +645,14 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
             ? tuner.Choose(static_cast<int64_t>(rows.size()), options.speculation.max_draft_tokens)
             : options.speculation.max_draft_tokens;
   }
+  if (mtp_kv_layer >= 0 && options.speculation.adaptive) {
+    // The MTP block runs (catch-up forwards) while drafting pays, or while a
+    // draft length > 0 is being measured; a step that re-measures k = 0
+    // keeps it running so the samples stay in sync.
+    mtp_active =
+        k > 0 || tuner.Best(static_cast<int64_t>(rows.size()),
+                            options.speculation.max_draft_tokens) > 0;
+  }
   for (Sequence* s : rows) {
     s->drafts.clear();
     s->draft_q.clear();
@@ -636,13 +667,13 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
     k_cap = std::max(k_cap, left - 1);
   }
   k = static_cast<int>(std::min<int64_t>(k, k_cap));
+  // The whole step from here on is what the adaptive tuner weighs.
   const Clock::time_point draft_start = Clock::now();
   if (k > 0) {
     if (drafter == DrafterKind::kNgram) DraftNgram(rows, k);
     if (drafter == DrafterKind::kMtp) DraftMtp(rows, k);
     if (drafter == DrafterKind::kDraftModel) DraftModel(rows, k);
   }
-  const double draft_seconds = Seconds(Clock::now() - draft_start);
   // Trim each row's drafts to what it may still emit and make room.
   int64_t columns = 1;
   for (Sequence* s : rows) {
@@ -715,7 +746,7 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
   const int64_t vocab = model->config().vocab_size;
   const float* lp = logits.data_ptr<float>();
   const int64_t width = experts.defined() ? experts.size(1) : 0;
-  int64_t accepted_total = 0, rows_drafted = 0, rejections = 0;
+  int64_t accepted_total = 0, emitted_total = 0;
   std::vector<MtpRow> mtp_rows;
   std::vector<int64_t> mtp_row_index;
   std::vector<std::vector<double>> target;
@@ -736,10 +767,6 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
     in.first_position = s->length();
     const DraftVerifyResult res = VerifyDraft(in);
     const int64_t past = s->cached;
-    if (kd > 0) {
-      ++rows_drafted;
-      if (res.accepted < kd) ++rejections;
-    }
     s->out.drafted_tokens += kd;
     s->out.accepted_tokens += res.accepted;
     accepted_total += res.accepted;
@@ -752,6 +779,7 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
           width > 0 ? experts.data_ptr<int32_t>() + (static_cast<int64_t>(i) * columns + j) * width
                     : nullptr;
       ++emitted;
+      ++emitted_total;
       if (Emit(s, res.tokens[j], res.probs[j], raw, ex, finished)) break;
     }
     // Keys/values are valid for the fed tokens that turned out right: the
@@ -760,7 +788,10 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
     if (s->done) continue;
     TrimTo(&s->blocks, pool.get(), s->length());
     if (draft_model) s->draft_cached = std::min(s->draft_cached, s->length() - 1);
-    if (mtp_kv_layer >= 0) {
+    if (mtp_kv_layer >= 0 && (!mtp_active || !s->mtp_synced)) {
+      s->mtp_synced = false;
+      s->mtp_ready = false;
+    } else if (mtp_kv_layer >= 0) {
       MtpRow m;
       m.tokens = &s->tokens;
       m.blocks = &s->blocks;
@@ -779,12 +810,16 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
   }
   work_stats.drafted_tokens += drafted;
   work_stats.accepted_tokens += accepted_total;
-  tuner.Record(static_cast<int64_t>(rows.size()), columns, forward_seconds, k, draft_seconds,
-               drafted, accepted_total, rows_drafted, rejections);
+  work_stats.decode_rows += static_cast<int64_t>(rows.size());
+  // A step meant to measure k > 0 in which no row could draft (no n-gram
+  // match, MTP just switched back on) says nothing about k: not recorded.
+  if (k == 0 || drafted > 0) {
+    tuner.Record(static_cast<int64_t>(rows.size()), k, Seconds(Clock::now() - draft_start),
+                 emitted_total);
+  }
 }
 
 void RolloutEngine::Impl::Report(const std::vector<Sequence*>& finished) {
-  std::vector<std::pair<RolloutEngine::SampleCallback*, const SampleOutput*>> calls;
   for (Sequence* s : finished) {
     if (s->running) {
       running.erase(std::find(running.begin(), running.end(), s));
@@ -806,8 +841,9 @@ void RolloutEngine::Impl::Report(const std::vector<Sequence*>& finished) {
       }
     }
   }
-  // Callbacks outside any bookkeeping; groups go once all samples reported.
-  for (Sequence* s : finished) s->group->callback(s->out);
+  // Bookkeeping and published stats first, so that a caller woken by a
+  // callback sees the engine as it is after these samples.
+  std::vector<Group*> done_groups;
   for (Sequence* s : finished) {
     Group* g = s->group;
     if (--g->unreported == 0) {
@@ -815,9 +851,12 @@ void RolloutEngine::Impl::Report(const std::vector<Sequence*>& finished) {
       waiting.erase(std::remove_if(waiting.begin(), waiting.end(),
                                    [g](Sequence* w) { return w->group == g; }),
                     waiting.end());
-      groups.erase(g->id);
+      done_groups.push_back(g);
     }
   }
+  PublishStats();
+  for (Sequence* s : finished) s->group->callback(s->out);
+  for (Group* g : done_groups) groups.erase(g->id);
 }
 
 bool RolloutEngine::Impl::StepOnce() {
@@ -933,6 +972,7 @@ absl::StatusOr<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(
     for (int64_t l = 0; l < config.n_layers; ++l) {
       if (config.IsMoeLayer(l)) impl->experts_width += config.top_k;
     }
+    impl->PublishStats();
     std::unique_ptr<RolloutEngine> engine(new RolloutEngine(std::move(impl)));
     if (options.background_thread) {
       Impl* raw = engine->impl_.get();

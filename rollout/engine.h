@@ -48,8 +48,10 @@ struct SpeculationOptions {
   DrafterKind drafter = DrafterKind::kNone;
   int max_draft_tokens = 4;  // k, or the largest k adaptive mode may pick
   bool adaptive = true;      // false: always max_draft_tokens
+  // Suffix lengths tried by the n-gram drafter, longest first: long suffixes
+  // align a sample with the same point of its siblings' text.
   int ngram_min = 1;
-  int ngram_max = 4;
+  int ngram_max = 8;
   // Finished rollouts kept per prompt for the n-gram drafter.
   int history_per_prompt = 16;
 };
@@ -118,6 +120,7 @@ struct EngineStats {
   int64_t waiting = 0;   // samples queued
   int64_t drafted_tokens = 0;
   int64_t accepted_tokens = 0;
+  int64_t decode_rows = 0;  // sample-steps decoded (tokens / decode_rows = mean emitted per step)
   int64_t preemptions = 0;
   int64_t kv_blocks_total = 0;
   int64_t kv_blocks_free = 0;

@@ -1,94 +1,104 @@
 #include "rollout/spec_tuner.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 
 namespace rlpost {
-namespace {
 
-constexpr double kDecay = 0.97;  // weight of the past per step
-// Before anything is measured: acceptance and drafted-row share of a
-// drafter worth trying.
-constexpr double kPriorAlpha = 0.6;
-constexpr double kPriorWeight = 2.0;
+int SpecTuner::Bucket(int64_t batch) {
+  int b = 0;
+  while ((int64_t{2} << b) <= batch) ++b;
+  return b;  // octaves: 1, 2-3, 4-7, 8-15, ...
+}
 
-}  // namespace
-
-double SpecTuner::PredictForward(double tokens) const {
-  if (sw_ <= 0) return 0;
-  const double mx = sx_ / sw_, my = sy_ / sw_;
-  const double var = sxx_ / sw_ - mx * mx;
-  double b;
-  if (var > 1e-9 * std::max(1.0, mx * mx)) {
-    b = (sxy_ / sw_ - mx * my) / var;
-  } else {
-    // One shape seen so far: assume a sublinear cost (fixed overhead
-    // dominates small forwards), which makes the first drafts worth trying.
-    b = 0.25 * my / std::max(mx, 1.0);
+std::vector<SpecTuner::Arm>& SpecTuner::Arms(int64_t batch, int k_max) {
+  const int bucket = Bucket(batch);
+  auto it = buckets_.find(bucket);
+  if (it == buckets_.end()) {
+    // Start from the nearest bucket measured so far: which arms pay changes
+    // gradually with the batch size; the refreshes correct the rest.
+    std::vector<Arm> start;
+    int best_distance = 1 << 30;
+    for (const auto& [b, arms] : buckets_) {
+      if (std::abs(b - bucket) < best_distance) {
+        best_distance = std::abs(b - bucket);
+        start = arms;
+      }
+    }
+    it = buckets_.emplace(bucket, std::move(start)).first;
   }
-  b = std::max(b, 0.0);
-  const double a = std::max(my - b * mx, 0.0);
-  return a + b * tokens;
+  std::vector<Arm>& arms = it->second;
+  if (static_cast<int>(arms.size()) < k_max + 1) arms.resize(static_cast<size_t>(k_max) + 1);
+  return arms;
 }
 
-double SpecTuner::acceptance() const {
-  const double acc = accepted_ + kPriorAlpha * kPriorWeight;
-  const double rej = rejected_ + (1 - kPriorAlpha) * kPriorWeight;
-  return acc / (acc + rej);
-}
-
-double SpecTuner::Throughput(int64_t batch, int k) const {
-  const double b = static_cast<double>(batch);
-  const double alpha = std::min(acceptance(), 0.999);
-  const double share = (rows_with_draft_ + kPriorWeight) / (rows_ + kPriorWeight);
-  const double per_row =
-      k == 0 ? 1.0 : share * (1 - std::pow(alpha, k + 1)) / (1 - alpha) + (1 - share);
-  const double t = PredictForward(b * (k + 1)) + (k > 0 ? k * draft_per_token_ : 0.0);
-  return t > 0 ? b * per_row / t : 0.0;
+int SpecTuner::Best(int64_t batch, int k_max) {
+  if (k_max <= 0) return 0;
+  std::vector<Arm>& arms = Arms(batch, k_max);
+  int best = 0;
+  for (int k = 1; k <= k_max; ++k) {
+    if (arms[k].samples > 0 && arms[k].rate() > arms[best].rate()) best = k;
+  }
+  return best;
 }
 
 int SpecTuner::Choose(int64_t batch, int k_max) {
   if (k_max <= 0) return 0;
-  if (sw_ <= 0) return 0;  // measure plain decoding first
-  if (!draft_seen_) return k_max;
-  int best = 0;
-  double best_rate = Throughput(batch, 0);
-  for (int k = 1; k <= k_max; ++k) {
-    const double rate = Throughput(batch, k);
-    if (rate > best_rate) {
-      best_rate = rate;
-      best = k;
+  std::vector<Arm>& arms = Arms(batch, k_max);
+  // Every arm measured a few times first; plain decoding first of all.
+  for (int k = 0; k <= k_max; ++k) {
+    if (arms[k].samples < kWarmupSamples) return k;
+  }
+  const int best = Best(batch, k_max);
+  // Re-measure the stalest arm close to the best that is due; of the arms
+  // clearly worse than the best, only the most promising one, and rarely:
+  // probing a drafter that has sat idle costs a catch-up forward.
+  int due = -1;
+  int64_t oldest = steps_;
+  int far = -1;
+  for (int k = 0; k <= k_max; ++k) {
+    if (k == best) continue;
+    if (arms[k].rate() >= 0.9 * arms[best].rate()) {
+      if (steps_ - arms[k].last_step >= kRefreshNear && arms[k].last_step < oldest) {
+        oldest = arms[k].last_step;
+        due = k;
+      }
+    } else if (far < 0 || arms[k].rate() > arms[far].rate()) {
+      far = k;
     }
   }
-  if (best == 0 && ++since_draft_ >= kExploreEvery) {
-    since_draft_ = 0;
-    return 1;
+  if (due < 0 && far >= 0) {
+    int64_t last_far = 0;
+    for (int k = 0; k <= k_max; ++k) {
+      if (k != best && arms[k].rate() < 0.9 * arms[best].rate()) {
+        last_far = std::max(last_far, arms[k].last_step);
+      }
+    }
+    if (steps_ - last_far >= kRefreshFar) due = far;
   }
-  if (best > 0) since_draft_ = 0;
-  return best;
+  return due >= 0 ? due : best;
 }
 
-void SpecTuner::Record(int64_t batch, int64_t columns, double forward_s, int k, double draft_s,
-                       int64_t drafted, int64_t accepted, int64_t rows_drafted,
-                       int64_t rejections) {
-  const double x = static_cast<double>(batch * columns);
-  sw_ = sw_ * kDecay + 1;
-  sx_ = sx_ * kDecay + x;
-  sy_ = sy_ * kDecay + forward_s;
-  sxx_ = sxx_ * kDecay + x * x;
-  sxy_ = sxy_ * kDecay + x * forward_s;
+void SpecTuner::Record(int64_t batch, int k, double seconds, int64_t tokens) {
   ++steps_;
   k_sum_ += k;
-  if (k > 0) {
-    const double per = draft_s / k;
-    draft_per_token_ = draft_seen_ ? 0.8 * draft_per_token_ + 0.2 * per : per;
-    draft_seen_ = true;
-    accepted_ = accepted_ * kDecay + static_cast<double>(accepted);
-    rejected_ = rejected_ * kDecay + static_cast<double>(rejections);
-    rows_with_draft_ = rows_with_draft_ * kDecay + static_cast<double>(rows_drafted);
-    rows_ = rows_ * kDecay + static_cast<double>(batch);
+  if (seconds <= 0) return;
+  std::vector<Arm>& arms = Arms(batch, k);
+  Arm& arm = arms[k];
+  arm.tokens = kDecay * arm.tokens + static_cast<double>(tokens);
+  arm.row_seconds = kDecay * arm.row_seconds + seconds * static_cast<double>(batch);
+  ++arm.samples;
+  arm.last_step = steps_;
+}
+
+double SpecTuner::Rate(int64_t batch, int k) const {
+  auto it = buckets_.find(Bucket(batch));
+  if (it == buckets_.end() || k >= static_cast<int>(it->second.size()) ||
+      it->second[k].samples == 0) {
+    return -1;
   }
-  (void)drafted;
+  return it->second[k].rate();
 }
 
 }  // namespace rlpost

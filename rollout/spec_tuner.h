@@ -1,54 +1,61 @@
 #pragma once
-// Adaptive draft length. Picks k in [0, k_max] for the next decode step so
-// that expected tokens per second are highest, from what the engine measured
-// on this machine:
-// - the time of a verify forward as a function of the tokens it feeds,
-//   t(B*T) = a + b * B*T, fitted by exponentially weighted least squares;
-// - the drafter's time per drafted token position;
-// - the per-token acceptance probability alpha (maximum likelihood for a
-//   geometric number of accepted drafts: accepted / (accepted + rejections))
-//   and the share of rows that had a draft at all (an n-gram lookup may find
-//   nothing).
-// Expected tokens per row with k drafts: f * (1 - alpha^(k+1)) / (1 - alpha)
-// + (1 - f). k = 0 competes on the same model, so speculation is turned off
-// where it would not pay (large batches, low acceptance). While k = 0 wins,
-// one step in kExploreEvery still drafts so the estimates stay current.
+// Adaptive draft length: picks k in [0, k_max] for the next decode step by
+// measuring, not modelling. For each batch-size bucket (octaves of the
+// number of rows) it keeps, per draft length, the measured rate: tokens
+// emitted per row and second of the whole step (drafting, the verify
+// forward, the MTP catch-up, sampling), as a ratio of exponentially decayed
+// sums (a ratio of sums, not a mean of per-step ratios, which lucky steps
+// with many accepted drafts would inflate). It plays the
+// best arm and re-measures the others now and then: arms close to the best
+// every kRefreshNear steps; of the clearly worse ones only the most promising,
+// once per kRefreshFar steps, so exploration costs a few percent at most. A bucket seen for the first time
+// starts from the nearest measured bucket's rates instead of measuring every
+// arm again. k = 0 (plain decoding) is one of
+// the arms, so speculation that does not pay on this machine, model, batch
+// size and acceptance is switched off by measurement.
 //
 // Plain C++; not thread-safe (the engine's step thread owns it).
 
 #include <cstdint>
+#include <map>
+#include <vector>
 
 namespace rlpost {
 
 class SpecTuner {
  public:
   int Choose(int64_t batch, int k_max);
-  // One decode step: `batch` rows fed `columns` tokens each (padded) in
-  // `forward_s`; `k` the chosen draft length, `draft_s` the drafting time,
-  // `drafted`/`accepted` token counts, `rows_drafted` rows with a draft and
-  // `rejections` rows whose draft was cut short by a rejection.
-  void Record(int64_t batch, int64_t columns, double forward_s, int k, double draft_s,
-              int64_t drafted, int64_t accepted, int64_t rows_drafted, int64_t rejections);
+  // The best measured draft length for this batch size (0 before any
+  // measurement): what Choose plays when it is not re-measuring.
+  int Best(int64_t batch, int k_max);
+  // One decode step of `batch` rows with draft length `k` took `seconds`
+  // and emitted `tokens`.
+  void Record(int64_t batch, int k, double seconds, int64_t tokens);
 
-  double acceptance() const;
   double MeanDraftLength() const { return steps_ > 0 ? k_sum_ / steps_ : 0.0; }
-  // Predicted verify-forward seconds for `tokens` fed tokens (tests, logs).
-  double PredictForward(double tokens) const;
+  // The measured rate (tokens per row-second) of draft length k at this batch size, or
+  // -1 before any measurement (tests, logs).
+  double Rate(int64_t batch, int k) const;
 
-  static constexpr int kExploreEvery = 40;
+  static constexpr int kWarmupSamples = 4;
+  static constexpr double kDecay = 0.97;  // per measurement of the same arm
+  static constexpr int kRefreshNear = 48;
+  static constexpr int kRefreshFar = 500;
 
  private:
-  double Throughput(int64_t batch, int k) const;
+  struct Arm {
+    double tokens = 0;       // decayed sum of emitted tokens
+    double row_seconds = 0;  // decayed sum of step seconds x rows
+    int samples = 0;
+    int64_t last_step = 0;
+    double rate() const { return row_seconds > 0 ? tokens / row_seconds : 0.0; }
+  };
+  static int Bucket(int64_t batch);
+  std::vector<Arm>& Arms(int64_t batch, int k_max);
 
-  // Exponentially weighted sums for the forward-time fit.
-  double sw_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;
-  double draft_per_token_ = 0;  // seconds per drafted position (EMA)
-  bool draft_seen_ = false;
-  double accepted_ = 0, rejected_ = 0;  // EMA counts
-  double rows_with_draft_ = 0, rows_ = 0;
+  std::map<int, std::vector<Arm>> buckets_;
   int64_t steps_ = 0;
   double k_sum_ = 0;
-  int since_draft_ = 0;
 };
 
 }  // namespace rlpost

