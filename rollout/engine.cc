@@ -746,7 +746,7 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
   const int64_t vocab = model->config().vocab_size;
   const float* lp = logits.data_ptr<float>();
   const int64_t width = experts.defined() ? experts.size(1) : 0;
-  int64_t accepted_total = 0, emitted_total = 0;
+  int64_t accepted_total = 0, rows_drafted = 0, rejections = 0;
   std::vector<MtpRow> mtp_rows;
   std::vector<int64_t> mtp_row_index;
   std::vector<std::vector<double>> target;
@@ -767,6 +767,10 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
     in.first_position = s->length();
     const DraftVerifyResult res = VerifyDraft(in);
     const int64_t past = s->cached;
+    if (kd > 0) {
+      ++rows_drafted;
+      if (res.accepted < kd) ++rejections;
+    }
     s->out.drafted_tokens += kd;
     s->out.accepted_tokens += res.accepted;
     accepted_total += res.accepted;
@@ -779,7 +783,6 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
           width > 0 ? experts.data_ptr<int32_t>() + (static_cast<int64_t>(i) * columns + j) * width
                     : nullptr;
       ++emitted;
-      ++emitted_total;
       if (Emit(s, res.tokens[j], res.probs[j], raw, ex, finished)) break;
     }
     // Keys/values are valid for the fed tokens that turned out right: the
@@ -815,7 +818,7 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
   // match, MTP just switched back on) says nothing about k: not recorded.
   if (k == 0 || drafted > 0) {
     tuner.Record(static_cast<int64_t>(rows.size()), k, Seconds(Clock::now() - draft_start),
-                 emitted_total);
+                 rows_drafted, accepted_total, rejections);
   }
 }
 

@@ -1,104 +1,129 @@
 #include "rollout/spec_tuner.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 
 namespace rlpost {
+namespace {
 
-int SpecTuner::Bucket(int64_t batch) {
+// Before any drafting: an acceptance worth measuring (alpha 0.6, share 0.5),
+// with the weight of a couple of tokens.
+constexpr double kPriorAccepted = 1.2, kPriorRejections = 0.8;
+constexpr double kPriorDrafted = 1.0, kPriorRows = 2.0;
+
+}  // namespace
+
+int SpecTuner::BucketOf(int64_t batch) {
   int b = 0;
   while ((int64_t{2} << b) <= batch) ++b;
   return b;  // octaves: 1, 2-3, 4-7, 8-15, ...
 }
 
-std::vector<SpecTuner::Arm>& SpecTuner::Arms(int64_t batch, int k_max) {
-  const int bucket = Bucket(batch);
+SpecTuner::Bucket& SpecTuner::Get(int64_t batch, int k_max) {
+  const int bucket = BucketOf(batch);
   auto it = buckets_.find(bucket);
   if (it == buckets_.end()) {
-    // Start from the nearest bucket measured so far: which arms pay changes
-    // gradually with the batch size; the refreshes correct the rest.
-    std::vector<Arm> start;
+    // Start from the nearest bucket measured so far: what pays changes
+    // gradually with the batch size; measurements correct the rest.
+    Bucket start;
     int best_distance = 1 << 30;
-    for (const auto& [b, arms] : buckets_) {
+    for (const auto& [b, data] : buckets_) {
       if (std::abs(b - bucket) < best_distance) {
         best_distance = std::abs(b - bucket);
-        start = arms;
+        start = data;
       }
     }
     it = buckets_.emplace(bucket, std::move(start)).first;
   }
-  std::vector<Arm>& arms = it->second;
-  if (static_cast<int>(arms.size()) < k_max + 1) arms.resize(static_cast<size_t>(k_max) + 1);
-  return arms;
+  Bucket& b = it->second;
+  if (static_cast<int>(b.cost.size()) < k_max + 1) b.cost.resize(static_cast<size_t>(k_max) + 1);
+  return b;
+}
+
+double SpecTuner::Predict(const Bucket& b, int k) {
+  const Cost& c = b.cost[k];
+  if (c.samples == 0 || c.row_seconds <= 0) return -1;
+  const double per_row = c.row_seconds / c.weight;
+  if (k == 0) return 1.0 / per_row;
+  const double alpha = std::min(
+      (b.accepted + kPriorAccepted) / (b.accepted + b.rejections + kPriorAccepted +
+                                       kPriorRejections),
+      0.999);
+  const double share = std::min((b.rows_drafted + kPriorDrafted) / (b.rows + kPriorRows), 1.0);
+  const double tokens = share * (1 - std::pow(alpha, k + 1)) / (1 - alpha) + (1 - share);
+  return tokens / per_row;
 }
 
 int SpecTuner::Best(int64_t batch, int k_max) {
   if (k_max <= 0) return 0;
-  std::vector<Arm>& arms = Arms(batch, k_max);
+  const Bucket& b = Get(batch, k_max);
   int best = 0;
+  double best_rate = Predict(b, 0);
   for (int k = 1; k <= k_max; ++k) {
-    if (arms[k].samples > 0 && arms[k].rate() > arms[best].rate()) best = k;
+    const double r = Predict(b, k);
+    if (r > best_rate) {
+      best_rate = r;
+      best = k;
+    }
   }
   return best;
 }
 
 int SpecTuner::Choose(int64_t batch, int k_max) {
   if (k_max <= 0) return 0;
-  std::vector<Arm>& arms = Arms(batch, k_max);
-  // Every arm measured a few times first; plain decoding first of all.
+  Bucket& b = Get(batch, k_max);
+  // Every cost measured a few times first; plain decoding first of all.
   for (int k = 0; k <= k_max; ++k) {
-    if (arms[k].samples < kWarmupSamples) return k;
+    if (b.cost[k].samples < kWarmupSamples) return k;
   }
   const int best = Best(batch, k_max);
-  // Re-measure the stalest arm close to the best that is due; of the arms
-  // clearly worse than the best, only the most promising one, and rarely:
-  // probing a drafter that has sat idle costs a catch-up forward.
-  int due = -1;
-  int64_t oldest = steps_;
-  int far = -1;
+  const double best_rate = Predict(b, best);
+  // Re-measure the stalest k close to the best that is due; of the clearly
+  // worse ones only the most promising, and rarely: probing a drafter that
+  // has sat idle costs a catch-up forward.
+  int due = -1, far = -1;
+  int64_t oldest = steps_, last_far = 0;
   for (int k = 0; k <= k_max; ++k) {
     if (k == best) continue;
-    if (arms[k].rate() >= 0.9 * arms[best].rate()) {
-      if (steps_ - arms[k].last_step >= kRefreshNear && arms[k].last_step < oldest) {
-        oldest = arms[k].last_step;
+    const double r = Predict(b, k);
+    if (r >= 0.9 * best_rate) {
+      if (steps_ - b.cost[k].last_step >= kRefreshNear && b.cost[k].last_step < oldest) {
+        oldest = b.cost[k].last_step;
         due = k;
       }
-    } else if (far < 0 || arms[k].rate() > arms[far].rate()) {
-      far = k;
+    } else {
+      last_far = std::max(last_far, b.cost[k].last_step);
+      if (far < 0 || r > Predict(b, far)) far = k;
     }
   }
-  if (due < 0 && far >= 0) {
-    int64_t last_far = 0;
-    for (int k = 0; k <= k_max; ++k) {
-      if (k != best && arms[k].rate() < 0.9 * arms[best].rate()) {
-        last_far = std::max(last_far, arms[k].last_step);
-      }
-    }
-    if (steps_ - last_far >= kRefreshFar) due = far;
-  }
+  if (due < 0 && far >= 0 && steps_ - last_far >= kRefreshFar) due = far;
   return due >= 0 ? due : best;
 }
 
-void SpecTuner::Record(int64_t batch, int k, double seconds, int64_t tokens) {
+void SpecTuner::Record(int64_t batch, int k, double seconds, int64_t rows_drafted,
+                       int64_t accepted, int64_t rejections) {
   ++steps_;
   k_sum_ += k;
-  if (seconds <= 0) return;
-  std::vector<Arm>& arms = Arms(batch, k);
-  Arm& arm = arms[k];
-  arm.tokens = kDecay * arm.tokens + static_cast<double>(tokens);
-  arm.row_seconds = kDecay * arm.row_seconds + seconds * static_cast<double>(batch);
-  ++arm.samples;
-  arm.last_step = steps_;
+  if (seconds <= 0 || batch <= 0) return;
+  Bucket& b = Get(batch, k);
+  Cost& c = b.cost[k];
+  c.row_seconds = kCostDecay * c.row_seconds + seconds / static_cast<double>(batch);
+  c.weight = kCostDecay * c.weight + 1;
+  ++c.samples;
+  c.last_step = steps_;
+  if (k > 0) {
+    b.accepted = kAcceptDecay * b.accepted + static_cast<double>(accepted);
+    b.rejections = kAcceptDecay * b.rejections + static_cast<double>(rejections);
+    b.rows_drafted = kAcceptDecay * b.rows_drafted + static_cast<double>(rows_drafted);
+    b.rows = kAcceptDecay * b.rows + static_cast<double>(batch);
+  }
 }
 
 double SpecTuner::Rate(int64_t batch, int k) const {
-  auto it = buckets_.find(Bucket(batch));
-  if (it == buckets_.end() || k >= static_cast<int>(it->second.size()) ||
-      it->second[k].samples == 0) {
-    return -1;
-  }
-  return it->second[k].rate();
+  auto it = buckets_.find(BucketOf(batch));
+  if (it == buckets_.end() || k >= static_cast<int>(it->second.cost.size())) return -1;
+  return Predict(it->second, k);
 }
 
 }  // namespace rlpost

@@ -1,18 +1,25 @@
 #pragma once
-// Adaptive draft length: picks k in [0, k_max] for the next decode step by
-// measuring, not modelling. For each batch-size bucket (octaves of the
-// number of rows) it keeps, per draft length, the measured rate: tokens
-// emitted per row and second of the whole step (drafting, the verify
-// forward, the MTP catch-up, sampling), as a ratio of exponentially decayed
-// sums (a ratio of sums, not a mean of per-step ratios, which lucky steps
-// with many accepted drafts would inflate). It plays the
-// best arm and re-measures the others now and then: arms close to the best
-// every kRefreshNear steps; of the clearly worse ones only the most promising,
-// once per kRefreshFar steps, so exploration costs a few percent at most. A bucket seen for the first time
-// starts from the nearest measured bucket's rates instead of measuring every
-// arm again. k = 0 (plain decoding) is one of
-// the arms, so speculation that does not pay on this machine, model, batch
-// size and acceptance is switched off by measurement.
+// Adaptive draft length: picks k in [0, k_max] for the next decode step.
+//
+// The rate of draft length k (tokens per row and second) is predicted as
+//   E_k / c_k
+// where both factors are measured on this machine, per octave of batch size:
+// - c_k, the seconds per row of a whole decode step with draft length k
+//   (drafting, the verify forward, the MTP catch-up, sampling): a decayed
+//   average over the steps that used k;
+// - E_k, the expected tokens a row emits: with per-token acceptance alpha
+//   (maximum likelihood for geometric runs: accepted / (accepted +
+//   rejections)) and the share s of rows that had a draft at all (an n-gram
+//   lookup may find nothing), E_k = s (1 - alpha^(k+1)) / (1 - alpha) + 1 - s.
+// Acceptance is counted in tokens over every drafting step, so it is far less
+// noisy than per-step rates, and timings only need to be compared per k.
+// k = 0 (plain decoding) is a candidate like any other, so speculation that
+// does not pay on this machine, model, batch size and acceptance is switched
+// off by measurement. Each k's cost is measured a few times first; later the
+// tuner plays the best k and re-measures the others now and then: those close
+// to the best every kRefreshNear steps, of the clearly worse ones only the
+// most promising, once per kRefreshFar steps. A batch-size octave seen for the
+// first time starts from the nearest measured one.
 //
 // Plain C++; not thread-safe (the engine's step thread owns it).
 
@@ -25,35 +32,42 @@ namespace rlpost {
 class SpecTuner {
  public:
   int Choose(int64_t batch, int k_max);
-  // The best measured draft length for this batch size (0 before any
-  // measurement): what Choose plays when it is not re-measuring.
+  // The best predicted draft length for this batch size (0 before
+  // measurements): what Choose plays when it is not re-measuring.
   int Best(int64_t batch, int k_max);
-  // One decode step of `batch` rows with draft length `k` took `seconds`
-  // and emitted `tokens`.
-  void Record(int64_t batch, int k, double seconds, int64_t tokens);
+  // One decode step of `batch` rows with draft length `k` took `seconds`;
+  // for k > 0: `rows_drafted` rows had a draft, `accepted` drafted tokens
+  // were accepted, `rejections` rows stopped at a rejected draft.
+  void Record(int64_t batch, int k, double seconds, int64_t rows_drafted, int64_t accepted,
+              int64_t rejections);
 
   double MeanDraftLength() const { return steps_ > 0 ? k_sum_ / steps_ : 0.0; }
-  // The measured rate (tokens per row-second) of draft length k at this batch size, or
-  // -1 before any measurement (tests, logs).
+  // Predicted tokens per row-second of draft length k, -1 before its cost is
+  // measured (tests, logs).
   double Rate(int64_t batch, int k) const;
 
-  static constexpr int kWarmupSamples = 4;
-  static constexpr double kDecay = 0.97;  // per measurement of the same arm
+  static constexpr int kWarmupSamples = 3;
   static constexpr int kRefreshNear = 48;
   static constexpr int kRefreshFar = 500;
+  static constexpr double kCostDecay = 0.9;     // per measurement of the same k
+  static constexpr double kAcceptDecay = 0.98;  // per drafting step
 
  private:
-  struct Arm {
-    double tokens = 0;       // decayed sum of emitted tokens
-    double row_seconds = 0;  // decayed sum of step seconds x rows
+  struct Cost {
+    double row_seconds = 0;  // decayed sum of seconds per row
+    double weight = 0;       // decayed count
     int samples = 0;
     int64_t last_step = 0;
-    double rate() const { return row_seconds > 0 ? tokens / row_seconds : 0.0; }
   };
-  static int Bucket(int64_t batch);
-  std::vector<Arm>& Arms(int64_t batch, int k_max);
+  struct Bucket {
+    std::vector<Cost> cost;
+    double accepted = 0, rejections = 0, rows_drafted = 0, rows = 0;
+  };
+  static int BucketOf(int64_t batch);
+  Bucket& Get(int64_t batch, int k_max);
+  static double Predict(const Bucket& b, int k);
 
-  std::map<int, std::vector<Arm>> buckets_;
+  std::map<int, Bucket> buckets_;
   int64_t steps_ = 0;
   double k_sum_ = 0;
 };
