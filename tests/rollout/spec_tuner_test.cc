@@ -1,0 +1,102 @@
+#include "rollout/spec_tuner.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+namespace rlpost {
+namespace {
+
+// A synthetic machine: a step of `batch` rows with draft length k costs
+// base * batch * (1 + slope * k) seconds, each drafted token is accepted
+// with probability alpha (geometric runs), every row has a draft.
+struct Machine {
+  double base = 1e-3, slope = 0.1, alpha = 0.7;
+  std::mt19937_64 rng{7};
+
+  // Runs `steps` steps at `batch` rows; returns tokens emitted per second.
+  double Run(SpecTuner* tuner, int64_t batch, int k_max, int steps, int* drafted_steps) {
+    double tokens = 0, seconds = 0;
+    std::uniform_real_distribution<double> u(0, 1);
+    for (int s = 0; s < steps; ++s) {
+      const int k = tuner->Choose(batch, k_max);
+      int64_t accepted = 0, rejections = 0;
+      double emitted = 0;
+      for (int64_t r = 0; r < batch; ++r) {
+        int a = 0;
+        while (a < k && u(rng) < alpha) ++a;
+        accepted += a;
+        if (a < k) ++rejections;
+        emitted += a + 1;
+      }
+      // 5% timing noise.
+      const double t = base * batch * (1 + slope * k) * (0.95 + 0.1 * u(rng));
+      tuner->Record(batch, k, t, k > 0 ? batch : 0, accepted, rejections);
+      tokens += emitted;
+      seconds += t;
+      if (k > 0) ++*drafted_steps;
+    }
+    return tokens / seconds;
+  }
+};
+
+TEST(SpecTunerTest, DraftsLongWhenDraftingIsCheapAndAccepted) {
+  SpecTuner tuner;
+  Machine m;
+  m.slope = 0.05;
+  m.alpha = 0.8;
+  int drafted = 0;
+  m.Run(&tuner, 1, 4, 200, &drafted);
+  EXPECT_EQ(tuner.Best(1, 4), 4);
+  drafted = 0;
+  const double rate = m.Run(&tuner, 1, 4, 1000, &drafted);
+  // k = 4: (1 - 0.8^5) / 0.2 = 3.36 tokens per 1.2 cost units.
+  EXPECT_GT(rate, 0.9 * 3.36 / (1.2 * m.base));
+  EXPECT_GT(drafted, 950);
+}
+
+TEST(SpecTunerTest, TurnsSpeculationOffWhereItDoesNotPay) {
+  SpecTuner tuner;
+  Machine m;
+  m.slope = 0.9;  // every draft costs almost a forward
+  m.alpha = 0.3;
+  int drafted = 0;
+  m.Run(&tuner, 32, 4, 200, &drafted);
+  EXPECT_EQ(tuner.Best(32, 4), 0);
+  drafted = 0;
+  const double rate = m.Run(&tuner, 32, 4, 2000, &drafted);
+  // Re-measuring the other lengths costs little: within 2% of plain.
+  EXPECT_GT(rate, 0.98 / m.base);
+  EXPECT_LT(drafted, 2000 / 50);
+}
+
+TEST(SpecTunerTest, FollowsAcceptanceWhenItChanges) {
+  SpecTuner tuner;
+  Machine m;
+  m.slope = 0.1;
+  m.alpha = 0.9;
+  int drafted = 0;
+  m.Run(&tuner, 8, 4, 300, &drafted);
+  EXPECT_GT(tuner.Best(8, 4), 0);
+  m.alpha = 0.0;  // the policy moved away from the drafter
+  m.Run(&tuner, 8, 4, 1500, &drafted);
+  EXPECT_EQ(tuner.Best(8, 4), 0);
+}
+
+TEST(SpecTunerTest, PlainDecodingIsMeasuredFirstAndNewBatchSizesStartFromNeighbours) {
+  SpecTuner tuner;
+  EXPECT_EQ(tuner.Choose(4, 4), 0);
+  EXPECT_EQ(tuner.Rate(4, 0), -1);
+  tuner.Record(4, 0, 0.004, 0, 0, 0);
+  EXPECT_NEAR(tuner.Rate(4, 0), 1000.0, 1e-6);  // one token per row per 1 ms
+  // Batch 5 shares the octave 4..7; batch 9 starts from it.
+  EXPECT_NEAR(tuner.Rate(5, 0), 1000.0, 1e-6);
+  EXPECT_EQ(tuner.Rate(9, 0), -1);
+  tuner.Choose(9, 4);
+  EXPECT_NEAR(tuner.Rate(9, 0), 1000.0, 1e-6);
+  EXPECT_EQ(tuner.Choose(1, 0), 0);
+}
+
+}  // namespace
+}  // namespace rlpost
