@@ -204,8 +204,9 @@ int RunRolloutBench(const std::vector<std::string>& args) {
   for (const Policy& p : policies) {
     nlohmann::json rows = nlohmann::json::array();
     for (int64_t batch : batches) {
-      // Enough groups that the batch stays full most of the time.
-      const int64_t groups = std::max<int64_t>(2, 2 * batch / kGroupSize);
+      // Queued work four times the batch (an RL step queues all its groups at
+      // once: 16 groups of 8 in the built-in job), at least two groups.
+      const int64_t groups = std::max<int64_t>(2, 4 * batch / kGroupSize);
       std::map<std::string, std::unique_ptr<RolloutEngine>> engines;
       std::map<std::string, Cell> cells;
       for (const Mode& m : modes) {

@@ -226,6 +226,8 @@ struct RolloutEngine::Impl {
   void TakeInbox();
   void ApplyCancels(std::vector<Sequence*>* finished);
   void Admit(std::vector<Sequence*>* finished);
+  bool LeadsOrFollows(const Sequence& s) const;
+  static constexpr int64_t kLeadTokens = 16;
   void Preempt(Sequence* s);
   bool EnsureDecodeBlocks(Sequence* s, int64_t tokens);
   void Prefill(std::vector<Sequence*>* finished);
@@ -300,11 +302,36 @@ void RolloutEngine::Impl::Preempt(Sequence* s) {
   ++work_stats.preemptions;
 }
 
+bool RolloutEngine::Impl::LeadsOrFollows(const Sequence& s) const {
+  if (s.length() > s.prompt_len) return true;  // resumed or preempted: continue it
+  bool started = false;
+  for (const std::unique_ptr<Sequence>& sib : s.group->samples) {
+    if (sib.get() == &s) continue;
+    if (sib->done || static_cast<int64_t>(sib->out.tokens.size()) >= kLeadTokens) return true;
+    started |= sib->running || sib->length() > sib->prompt_len;
+  }
+  return !started;  // the group's first sample leads
+}
+
 void RolloutEngine::Impl::Admit(std::vector<Sequence*>* finished) {
+  const bool lead_first = options.speculation.drafter == DrafterKind::kNgram;
   while (static_cast<int64_t>(running.size()) < options.max_batch && !waiting.empty()) {
-    Sequence* s = waiting.front();
+    // With the n-gram drafter a group's first sample goes ahead and its
+    // siblings follow once it has kLeadTokens tokens to draft from; other
+    // groups' samples fill the batch meanwhile, and when nothing else is
+    // waiting the followers go anyway. Outputs do not depend on the order.
+    auto pick = waiting.begin();
+    if (lead_first) {
+      for (auto it = waiting.begin(); it != waiting.end(); ++it) {
+        if ((*it)->done || LeadsOrFollows(**it)) {
+          pick = it;
+          break;
+        }
+      }
+    }
+    Sequence* s = *pick;
     if (s->done) {
-      waiting.pop_front();
+      waiting.erase(pick);
       continue;
     }
     // Room for the prefill and the first decode token, counting shared blocks once.
@@ -315,11 +342,11 @@ void RolloutEngine::Impl::Admit(std::vector<Sequence*>* finished) {
       RLPOST_LOG(WARNING) << "a sample of " << s->length() << " tokens needs " << need
                           << " KV blocks; the pool has " << pool->free_blocks()
                           << " free (raise kv_blocks): aborted";
-      waiting.pop_front();
+      waiting.erase(pick);
       Finish(s, FinishKind::kAbort, finished);
       continue;
     }
-    waiting.pop_front();
+    waiting.erase(pick);
     s->running = true;
     s->admit_order = admit_counter++;
     running.push_back(s);

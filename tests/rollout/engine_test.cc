@@ -5,6 +5,7 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -209,6 +210,32 @@ TEST(RolloutEngineTest, PrefixSharingOnAndOffGiveIdenticalOutputs) {
   auto a = RunAll(MakeEngine(on).get(), {r});
   auto b = RunAll(MakeEngine(off).get(), {r});
   for (int i = 0; i < 6; ++i) EXPECT_EQ(a[0][i].tokens, b[0][i].tokens) << "sample " << i;
+}
+
+TEST(RolloutEngineTest, WithTheNgramDrafterAGroupsFirstSampleLeadsItsSiblings) {
+  for (DrafterKind d : {DrafterKind::kNone, DrafterKind::kNgram}) {
+    EngineOptions o = Options(d);
+    o.max_batch = 2;
+    auto e = MakeEngine(o);
+    std::vector<std::pair<int, int>> order;  // (group, sample) as they finish
+    for (int g = 0; g < 2; ++g) {
+      GenerationRequest r = Request(Prompt(10, 70 + g), 0.0, 24, 1, 2);
+      ASSERT_TRUE(
+          e->Submit(r, [&order, g](const SampleOutput& s) { order.push_back({g, s.sample_index}); })
+              .ok());
+    }
+    e->RunUntilIdle();
+    ASSERT_EQ(order.size(), 4u);
+    std::vector<std::pair<int, int>> first_two = {order[0], order[1]};
+    std::sort(first_two.begin(), first_two.end());
+    if (d == DrafterKind::kNgram) {
+      // Both groups' leaders ran first; their siblings then drafted from them.
+      EXPECT_EQ(first_two, (std::vector<std::pair<int, int>>{{0, 0}, {1, 0}}));
+      EXPECT_GT(e->Stats().accepted_tokens, 0);
+    } else {
+      EXPECT_EQ(first_two, (std::vector<std::pair<int, int>>{{0, 0}, {0, 1}}));  // FIFO
+    }
+  }
 }
 
 TEST(RolloutEngineTest, StopTokenAndMaxTokensInsideAnAcceptedDraftTruncateExactly) {
