@@ -150,6 +150,7 @@ struct RolloutEngine::Impl {
   // plain decoding measures best; samples admitted while it is off never
   // draft with it.
   bool mtp_active = true;
+  int64_t mtp_probe_step = 0;  // step of the last switch back on
   MoeTransformer draft_model{nullptr};
   std::unique_ptr<KvBlockPool> draft_pool;
   int64_t draft_version = -1;
@@ -675,10 +676,19 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
   if (mtp_kv_layer >= 0 && options.speculation.adaptive) {
     // The MTP block runs (catch-up forwards) while drafting pays, or while a
     // draft length > 0 is being measured; a step that re-measures k = 0
-    // keeps it running so the samples stay in sync.
-    mtp_active =
-        k > 0 || tuner.Best(static_cast<int64_t>(rows.size()),
-                            options.speculation.max_draft_tokens) > 0;
+    // keeps it running so the samples stay in sync. Switching it back on is
+    // a probe that lasts until newly admitted samples can draft, so while it
+    // is off, probes happen once per SpecTuner::kRefreshFar steps at most.
+    const bool best_drafts =
+        tuner.Best(static_cast<int64_t>(rows.size()), options.speculation.max_draft_tokens) > 0;
+    if (k > 0 && !mtp_active && !best_drafts) {
+      if (work_stats.steps - mtp_probe_step < SpecTuner::kRefreshFar) {
+        k = 0;
+      } else {
+        mtp_probe_step = work_stats.steps;
+      }
+    }
+    mtp_active = k > 0 || best_drafts;
   }
   for (Sequence* s : rows) {
     s->drafts.clear();
