@@ -40,6 +40,8 @@ std::vector<ConfigKey> Keys() {
       {"rl.temperature", T::kDouble, "1.0", "sampling temperature"},
       {"rl.top_p", T::kDouble, "1.0", "nucleus sampling mass"},
       {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
+      {"rl.advantage", T::kString, "grpo",
+       "advantage estimator: grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline"},
       {"rl.skip_uniform_groups", T::kBool, "true",
        "rejection sampling: drop groups whose rewards are all equal"},
       {"reward.correct", T::kDouble, "1.0", "reward for a verified correct answer"},
@@ -154,6 +156,18 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.rl_top_p = c.GetDouble("rl.top_p");
   r.rl_max_new_tokens = c.GetInt("rl.max_new_tokens");
   r.rl_skip_uniform_groups = c.GetBool("rl.skip_uniform_groups");
+  r.rl_advantage = c.GetString("rl.advantage");
+  if (r.rl_advantage == "gae") {
+    return absl::InvalidArgumentError(
+        "config key 'rl.advantage': gae needs a critic, which the learner does not have yet; "
+        "use grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline");
+  }
+  if (r.rl_advantage != "grpo" && r.rl_advantage != "dr_grpo" && r.rl_advantage != "rloo" &&
+      r.rl_advantage != "reinforce_pp" && r.rl_advantage != "reinforce_pp_baseline") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.advantage' must be grpo, dr_grpo, rloo, reinforce_pp or "
+        "reinforce_pp_baseline, got '", r.rl_advantage, "'"));
+  }
   r.reward_correct = c.GetDouble("reward.correct");
   r.reward_format = c.GetDouble("reward.format");
   r.eval_temperature = c.GetDouble("eval.temperature");

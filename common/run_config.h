@@ -57,6 +57,7 @@ struct RunConfig {
   double rl_top_p = 1.0;
   int64_t rl_max_new_tokens = 48;
   bool rl_skip_uniform_groups = true;
+  std::string rl_advantage = "grpo";  // learner/advantages.h names
   // reward
   double reward_correct = 1.0;
   double reward_format = 0.0;

@@ -11,6 +11,7 @@
 #include "common/logging.h"
 #include "controller/dataset.h"
 #include "controller/group_advantage.h"
+#include "learner/advantages.h"
 #include "reward/reward.h"
 
 namespace rlpost {
@@ -351,13 +352,22 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     advantages.push_back(ComputeGroupAdvantage(rewards[i]));
   }
 
-  // 3. Rejection sampling and the training batch.
+  // 3. Rejection sampling, advantages of the kept groups (batch-normalised
+  // estimators see only what is trained on) and the training batch.
   const RejectionResult selected = SelectGroups(advantages, config_.rl_skip_uniform_groups);
+  std::vector<std::vector<double>> kept_rewards;
+  for (int64_t g : selected.kept) kept_rewards.push_back(rewards[static_cast<size_t>(g)]);
+  absl::StatusOr<AdvantageEstimator> estimator = ParseAdvantageEstimator(config_.rl_advantage);
+  if (!estimator.ok()) return estimator.status();
+  absl::StatusOr<std::vector<std::vector<double>>> kept_advantages =
+      ComputeOutcomeAdvantages(*estimator, kept_rewards);
+  if (!kept_advantages.ok()) return kept_advantages.status();
   v1::TrainBatch batch;
   batch.set_step(step);
   batch.set_objective(v1::OBJECTIVE_POLICY_GRADIENT);
   batch.set_behavior_version(version_);
-  for (int64_t g : selected.kept) {
+  for (size_t kg = 0; kg < selected.kept.size(); ++kg) {
+    const int64_t g = selected.kept[kg];
     const std::vector<v1::Completion>& group = (*groups)[static_cast<size_t>(g)];
     for (size_t j = 0; j < group.size(); ++j) {
       const v1::Completion& c = group[j];
@@ -365,7 +375,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
       *sample->mutable_prompt_token_ids() = c.prompt_token_ids();
       *sample->mutable_response_token_ids() = c.token_ids();
       *sample->mutable_old_logprobs() = c.logprobs();
-      sample->set_advantage(static_cast<float>(advantages[static_cast<size_t>(g)].advantages[j]));
+      sample->set_advantage(static_cast<float>((*kept_advantages)[kg][j]));
       sample->set_reward(static_cast<float>(rewards[static_cast<size_t>(g)][j]));
     }
   }

@@ -82,6 +82,28 @@ TEST(ConfigTest, RangeChecks) {
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("rl.group_size"));
 }
 
+TEST(ConfigTest, ChoiceKeysListTheValidValues) {
+  struct Case {
+    std::string override_arg, expected;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"rl.advantage=ppo", "grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline"},
+           {"rl.advantage=gae", "needs a critic"},
+           {"rollout.drafter=eagle", "none, ngram, mtp or draft"},
+           {"rollout.drafter=mtp", "model.mtp_layers=1"},
+           {"rollout.max_draft_tokens=17", "[0, 16]"},
+       }) {
+    absl::StatusOr<RunConfig> r = LoadRunConfig("", {c.override_arg});
+    ASSERT_FALSE(r.ok()) << c.override_arg;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.expected)) << c.override_arg;
+  }
+  absl::StatusOr<RunConfig> ok =
+      LoadRunConfig("", {"rl.advantage=rloo", "model.mtp_layers=1", "rollout.drafter=mtp"});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->rl_advantage, "rloo");
+  EXPECT_EQ(ok->rollout_drafter, "mtp");
+}
+
 TEST(ConfigTest, ShippedConfigsLoad) {
   std::string root = std::getenv("RLPOST_SOURCE_DIR") ? std::getenv("RLPOST_SOURCE_DIR") : ".";
   for (const char* name : {"/configs/arith_grpo.yaml", "/configs/arith_grpo_quick.yaml"}) {
