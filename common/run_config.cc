@@ -36,7 +36,18 @@ std::vector<ConfigKey> Keys() {
       {"rl.prompts_per_step", T::kInt, "16", "prompts per step (B)"},
       {"rl.group_size", T::kInt, "8", "samples per prompt (G)"},
       {"rl.lr", T::kDouble, "0.0002", "policy learning rate"},
-      {"rl.clip_eps", T::kDouble, "0.2", "PPO clip range"},
+      {"rl.clip_eps", T::kDouble, "0.2", "PPO clip range (the low side with rl.clip_high)"},
+      {"rl.clip_high", T::kDouble, "0", "upper clip range (clip-higher; 0 = rl.clip_eps)"},
+      {"rl.dual_clip", T::kDouble, "0", "dual-clip constant c > 1 for negative advantages (0 = off)"},
+      {"rl.ratio", T::kString, "token", "importance ratio per token, or per sequence (GSPO)"},
+      {"rl.loss_agg", T::kString, "token-mean",
+       "loss aggregation: token-mean, seq-mean-token-mean or seq-mean-token-sum-norm"},
+      {"rl.tis_cap", T::kDouble, "0",
+       "truncated importance sampling cap for rollout/learner mismatch (0 = off)"},
+      {"rl.kl_coef", T::kDouble, "0", "KL-to-reference coefficient in the loss (0 = off)"},
+      {"rl.kl_estimator", T::kString, "k3", "per-token KL estimator: k1, k2 or k3"},
+      {"rl.entropy_coef", T::kDouble, "0", "entropy bonus coefficient"},
+      {"rl.nll_coef", T::kDouble, "0", "NLL coefficient on positive examples (reward > 0)"},
       {"rl.temperature", T::kDouble, "1.0", "sampling temperature"},
       {"rl.top_p", T::kDouble, "1.0", "nucleus sampling mass"},
       {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
@@ -157,6 +168,39 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.rl_max_new_tokens = c.GetInt("rl.max_new_tokens");
   r.rl_skip_uniform_groups = c.GetBool("rl.skip_uniform_groups");
   r.rl_advantage = c.GetString("rl.advantage");
+  r.rl_clip_high = c.GetDouble("rl.clip_high");
+  r.rl_dual_clip = c.GetDouble("rl.dual_clip");
+  r.rl_ratio = c.GetString("rl.ratio");
+  r.rl_loss_agg = c.GetString("rl.loss_agg");
+  r.rl_tis_cap = c.GetDouble("rl.tis_cap");
+  r.rl_kl_coef = c.GetDouble("rl.kl_coef");
+  r.rl_kl_estimator = c.GetString("rl.kl_estimator");
+  r.rl_entropy_coef = c.GetDouble("rl.entropy_coef");
+  r.rl_nll_coef = c.GetDouble("rl.nll_coef");
+  if (r.rl_ratio != "token" && r.rl_ratio != "sequence") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.ratio' must be token or sequence, got '", r.rl_ratio, "'"));
+  }
+  if (r.rl_loss_agg != "token-mean" && r.rl_loss_agg != "seq-mean-token-mean" &&
+      r.rl_loss_agg != "seq-mean-token-sum-norm") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.loss_agg' must be token-mean, seq-mean-token-mean or "
+        "seq-mean-token-sum-norm, got '", r.rl_loss_agg, "'"));
+  }
+  if (r.rl_kl_estimator != "k1" && r.rl_kl_estimator != "k2" && r.rl_kl_estimator != "k3") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.kl_estimator' must be k1, k2 or k3, got '", r.rl_kl_estimator, "'"));
+  }
+  if (r.rl_dual_clip != 0 && r.rl_dual_clip <= 1) {
+    return absl::InvalidArgumentError(
+        "config key 'rl.dual_clip' must be 0 (off) or greater than 1");
+  }
+  for (const char* key : {"rl.clip_eps", "rl.clip_high", "rl.tis_cap", "rl.kl_coef",
+                          "rl.entropy_coef", "rl.nll_coef"}) {
+    if (c.GetDouble(key) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("config key '", key, "' must not be negative"));
+    }
+  }
   if (r.rl_advantage == "gae") {
     return absl::InvalidArgumentError(
         "config key 'rl.advantage': gae needs a critic, which the learner does not have yet; "

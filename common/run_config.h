@@ -58,6 +58,15 @@ struct RunConfig {
   int64_t rl_max_new_tokens = 48;
   bool rl_skip_uniform_groups = true;
   std::string rl_advantage = "grpo";  // learner/advantages.h names
+  double rl_clip_high = 0.0;          // 0: rl_clip_eps
+  double rl_dual_clip = 0.0;
+  std::string rl_ratio = "token";     // or "sequence" (GSPO)
+  std::string rl_loss_agg = "token-mean";
+  double rl_tis_cap = 0.0;
+  double rl_kl_coef = 0.0;
+  std::string rl_kl_estimator = "k3";
+  double rl_entropy_coef = 0.0;
+  double rl_nll_coef = 0.0;
   // reward
   double reward_correct = 1.0;
   double reward_format = 0.0;

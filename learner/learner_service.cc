@@ -26,7 +26,21 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
   bool pg = batch.objective() == v1::OBJECTIVE_POLICY_GRADIENT;
   options->objective = pg ? TrainObjective::kPolicyGradient : TrainObjective::kSft;
   options->lr = pg ? config.rl_lr : config.sft_lr;
-  options->clip_eps = config.rl_clip_eps;
+  options->policy.clip_low = config.rl_clip_eps;
+  options->policy.clip_high = config.rl_clip_high > 0 ? config.rl_clip_high : config.rl_clip_eps;
+  options->policy.dual_clip = config.rl_dual_clip;
+  options->policy.sequence_ratio = config.rl_ratio == "sequence";
+  options->policy.tis_cap = config.rl_tis_cap;
+  absl::StatusOr<LossAggregation> agg = ParseLossAggregation(config.rl_loss_agg);
+  if (!agg.ok()) return agg.status();
+  options->aggregation = *agg;
+  options->norm_length = static_cast<double>(config.rl_max_new_tokens);
+  options->kl_coef = config.rl_kl_coef;
+  absl::StatusOr<KlEstimator> kl = ParseKlEstimator(config.rl_kl_estimator);
+  if (!kl.ok()) return kl.status();
+  options->kl_estimator = *kl;
+  options->entropy_coef = config.rl_entropy_coef;
+  options->nll_coef = config.rl_nll_coef;
   options->temperature = pg ? config.rl_temperature : 1.0;
   options->grad_clip = config.grad_clip;
   examples->clear();
@@ -59,6 +73,7 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
       }
       ex.old_logprobs.assign(s.old_logprobs().begin(), s.old_logprobs().end());
       ex.advantage = s.advantage();
+      ex.reward = s.reward();
     }
     examples->push_back(std::move(ex));
   }
@@ -106,6 +121,8 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* /*context*/,
   response->set_grad_norm(static_cast<float>(stats->grad_norm));
   response->set_clip_fraction(static_cast<float>(stats->clip_fraction));
   response->set_approx_kl(static_cast<float>(stats->approx_kl));
+  response->set_ref_kl(static_cast<float>(stats->ref_kl));
+  response->set_entropy(static_cast<float>(stats->entropy));
   response->set_tokens(stats->tokens);
   response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   response->set_world_size(group_ != nullptr ? group_->world_size() : 1);

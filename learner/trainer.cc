@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "learner/collective.h"
+#include "learner/policy_loss.h"
 #include "model/checkpoint.h"
 #include "model/moe_transformer.h"
 
@@ -27,6 +28,9 @@ struct Trainer::Impl {
                       .weight_decay(run.weight_decay)) {}
   MoeTransformer model;
   torch::optim::AdamW optimizer;
+  // The frozen reference policy of the KL term: the weights at the first
+  // policy-gradient step that asks for it (after any SFT warm start).
+  MoeTransformer reference{nullptr};
   ProcessGroupHandle* group = nullptr;
   int64_t version = 0;
   int64_t steps = 0;
@@ -84,11 +88,20 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(options.lr);
     }
     impl_->optimizer.zero_grad();
+    if (options.objective == TrainObjective::kPolicyGradient && options.kl_coef > 0 &&
+        impl_->reference.is_empty()) {
+      torch::NoGradGuard no_grad;
+      impl_->reference = MoeTransformer(config);
+      absl::Status s = impl_->reference->ImportWeights(impl_->model->ExportWeights());
+      if (!s.ok()) return s;
+      impl_->reference->eval();
+    }
     std::vector<const TrainExample*> mine;
     for (size_t i = rank; i < batch.size(); i += static_cast<size_t>(world)) mine.push_back(&batch[i]);
 
-    // [loss_sum, clipped, kl_sum, mtp_loss_sum, mtp_tokens] over this rank's tokens.
-    at::Tensor local = at::zeros({5}, at::kDouble);
+    // [loss_sum, clipped, kl_sum, mtp_loss_sum, mtp_tokens, ref_kl_sum,
+    // entropy_sum] over this rank's tokens.
+    at::Tensor local = at::zeros({7}, at::kDouble);
     if (!mine.empty()) {
       std::vector<std::vector<int>> seqs;
       for (const TrainExample* ex : mine) {
@@ -121,26 +134,61 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
         }
         a[i][0] = ex.advantage;
       }
-      at::Tensor token_loss;
+      at::Tensor loss;
       if (options.objective == TrainObjective::kSft) {
-        token_loss = -logp;
+        at::Tensor loss_sum = (-logp * resp_mask).sum();
+        local[0] = loss_sum.detach().to(at::kDouble);
+        loss = loss_sum / static_cast<double>(global_tokens);
       } else {
-        at::Tensor log_ratio = logp - old;
-        at::Tensor ratio = at::exp(log_ratio);
-        at::Tensor surr1 = ratio * adv;
-        at::Tensor surr2 = at::clamp(ratio, 1.0 - options.clip_eps, 1.0 + options.clip_eps) * adv;
-        token_loss = -at::min(surr1, surr2);
+        PolicyLossTerms pg = PolicyGradientLoss(logp, old, adv, resp_mask, options.policy);
+        at::Tensor token_loss = pg.token_loss;
+        at::Tensor positive = at::zeros({b, 1}, at::kFloat);
+        auto pos = positive.accessor<float, 2>();
+        for (int64_t i = 0; i < b; ++i) pos[i][0] = mine[i]->reward > 0 ? 1.0f : 0.0f;
+        if (options.nll_coef > 0) token_loss = token_loss - options.nll_coef * logp * positive;
+        // Per-token entropy of the sampling distribution: reported, and a
+        // bonus when entropy_coef > 0.
+        const at::Tensor entropy = -(at::exp(logp_all) * logp_all).sum(-1);
+        if (options.entropy_coef > 0) token_loss = token_loss - options.entropy_coef * entropy;
+        if (options.kl_coef > 0) {
+          at::Tensor ref_logp;
+          {
+            torch::NoGradGuard no_grad;
+            at::Tensor ref_logits =
+                impl_->reference->Forward(pb.tokens, pb.positions, pb.mask, nullptr)
+                    .logits.narrow(1, 0, t - 1);
+            if (options.temperature > 0 && options.temperature != 1.0) {
+              ref_logits = ref_logits / options.temperature;
+            }
+            ref_logp = at::log_softmax(ref_logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1);
+          }
+          // Samples come from the policy: log-ratio r = log q - log p.
+          const at::Tensor r = ref_logp - logp;
+          at::Tensor kl;
+          switch (options.kl_estimator) {
+            case KlEstimator::kK1: kl = -r; break;
+            case KlEstimator::kK2: kl = 0.5 * r * r; break;
+            case KlEstimator::kK3: kl = at::expm1(r) - r; break;
+          }
+          token_loss = token_loss + options.kl_coef * kl;
+          local[5] = (kl.detach() * resp_mask).sum().to(at::kDouble);
+        }
+        at::Tensor loss_sum = (token_loss * resp_mask).sum();
+        local[0] = loss_sum.detach().to(at::kDouble);
+        LossScale scale;
+        scale.mode = options.aggregation;
+        scale.global_tokens = global_tokens;
+        scale.global_sequences = static_cast<int64_t>(batch.size());
+        scale.norm_length = options.norm_length;
+        loss = AggregateLoss(token_loss, resp_mask, scale);
         torch::NoGradGuard no_grad;
-        at::Tensor clipped = (surr2 < surr1).to(at::kFloat) * resp_mask;
-        at::Tensor neg = -log_ratio.detach();
+        at::Tensor neg = -(logp - old).detach();
         at::Tensor k3 = (at::exp(neg) - 1.0 - neg) * resp_mask;
-        local[1] = clipped.sum().to(at::kDouble);
+        local[1] = pg.clipped.sum().to(at::kDouble);
         local[2] = k3.sum().to(at::kDouble);
+        local[6] = (entropy.detach() * resp_mask).sum().to(at::kDouble);
       }
-      at::Tensor loss_sum = (token_loss * resp_mask).sum();
-      local[0] = loss_sum.detach().to(at::kDouble);
-      at::Tensor loss = loss_sum / static_cast<double>(global_tokens) +
-                        options.aux_loss_coef * out.aux_loss / static_cast<double>(world);
+      loss = loss + options.aux_loss_coef * out.aux_loss / static_cast<double>(world);
       if (config.mtp_layers > 0 && t > 2) {
         // Column i predicts token i+2; it counts where token i+2 is a response token.
         bool sft = options.objective == TrainObjective::kSft;
@@ -190,6 +238,8 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
     stats.clip_fraction = l[1] / static_cast<double>(global_tokens);
     stats.approx_kl = l[2] / static_cast<double>(global_tokens);
     stats.mtp_loss = l[4] > 0 ? l[3] / l[4] : 0.0;
+    stats.ref_kl = l[5] / static_cast<double>(global_tokens);
+    stats.entropy = l[6] / static_cast<double>(global_tokens);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("training step failed: ", e.what_without_backtrace()));
   }

@@ -17,6 +17,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/run_config.h"
+#include "learner/advantages.h"
+#include "learner/loss_options.h"
 #include "model/raw_tensor.h"
 
 namespace rlpost {
@@ -28,6 +30,7 @@ struct TrainExample {
   std::vector<int> response;        // generated (or reference) tokens
   std::vector<float> old_logprobs;  // PG: logprobs under the sampling policy
   float advantage = 0.0f;           // PG: per-sequence advantage
+  float reward = 0.0f;              // PG: the sample's reward (> 0: a positive example)
 };
 
 enum class TrainObjective { kPolicyGradient, kSft };
@@ -35,7 +38,18 @@ enum class TrainObjective { kPolicyGradient, kSft };
 struct StepOptions {
   TrainObjective objective = TrainObjective::kPolicyGradient;
   double lr = 1e-3;
-  double clip_eps = 0.2;
+  // PG loss (learner/policy_loss.h): clip ranges, dual clip, GSPO sequence
+  // ratios, truncated importance sampling.
+  PolicyLossOptions policy;
+  LossAggregation aggregation = LossAggregation::kTokenMean;
+  double norm_length = 1.0;     // seq-mean-token-sum-norm's constant length
+  // KL to the reference policy (the weights at the first policy-gradient
+  // step) added to the loss with this coefficient (0 = off), estimated per
+  // token with k1, k2 or k3.
+  double kl_coef = 0.0;
+  KlEstimator kl_estimator = KlEstimator::kK3;
+  double entropy_coef = 0.0;    // entropy bonus (subtracted from the loss)
+  double nll_coef = 0.0;        // NLL on positive examples (reward > 0)
   double temperature = 1.0;     // logits are divided by it, as when sampling
   double aux_loss_coef = 0.01;  // MoE load balancing
   // Multi-token-prediction loss (models with an MTP block): cross-entropy of
@@ -51,6 +65,8 @@ struct StepStats {
   double grad_norm = 0.0;
   double clip_fraction = 0.0;  // PG: fraction of tokens whose ratio was clipped
   double approx_kl = 0.0;      // PG: k3 estimate of KL(old || new)
+  double ref_kl = 0.0;         // PG with kl_coef: mean per-token KL to the reference
+  double entropy = 0.0;        // PG: mean per-token entropy of the policy
   double mtp_loss = 0.0;       // MTP cross-entropy per predicted token (0 without MTP)
   int64_t tokens = 0;          // response tokens in the global batch
   int64_t weight_version = 0;  // version after the step

@@ -92,6 +92,11 @@ TEST(ConfigTest, ChoiceKeysListTheValidValues) {
            {"rollout.drafter=eagle", "none, ngram, mtp or draft"},
            {"rollout.drafter=mtp", "model.mtp_layers=1"},
            {"rollout.max_draft_tokens=17", "[0, 16]"},
+           {"rl.loss_agg=sum", "token-mean, seq-mean-token-mean or seq-mean-token-sum-norm"},
+           {"rl.kl_estimator=k4", "k1, k2 or k3"},
+           {"rl.ratio=batch", "token or sequence"},
+           {"rl.dual_clip=0.5", "greater than 1"},
+           {"rl.kl_coef=-1", "rl.kl_coef"},
        }) {
     absl::StatusOr<RunConfig> r = LoadRunConfig("", {c.override_arg});
     ASSERT_FALSE(r.ok()) << c.override_arg;

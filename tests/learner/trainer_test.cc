@@ -61,7 +61,8 @@ TEST(TrainerTest, PolicyGradientFollowsTheAdvantageSign) {
     }
     StepOptions pg;
     pg.lr = 1e-2;
-    pg.clip_eps = 1e9;
+    pg.policy.clip_low = 1e9;
+    pg.policy.clip_high = 1e9;
     for (int i = 0; i < 5; ++i) ASSERT_TRUE((*t)->Step(batch, pg).ok());
     double nll_after = (*t)->Step(SftBatch(), sft)->loss;
     if (sign > 0) {
@@ -124,6 +125,38 @@ TEST(TrainerTest, PolicyGradientStepLeavesThePolicyUpdateUnchangedByMtp) {
   }
   EXPECT_GT(mtp_tensors, 5);
   EXPECT_GT(changed_mtp, 0);
+}
+
+// The reference is the policy at the first KL step: KL 0 there, positive
+// once the policy has moved; entropy is reported either way.
+TEST(TrainerTest, KlToTheReferencePolicyStartsAtZeroAndGrows) {
+  for (KlEstimator e : {KlEstimator::kK1, KlEstimator::kK2, KlEstimator::kK3}) {
+    auto t = Trainer::Create(TinyRunConfig(), 40, nullptr);
+    ASSERT_TRUE(t.ok());
+    std::vector<TrainExample> batch = SftBatch();
+    for (auto& ex : batch) {
+      ex.old_logprobs.assign(ex.response.size(), -1.0f);
+      ex.advantage = 1.0f;
+      ex.reward = 1.0f;
+    }
+    StepOptions pg;
+    pg.lr = 1e-2;
+    pg.kl_coef = 0.1;
+    pg.kl_estimator = e;
+    pg.nll_coef = 0.1;
+    pg.aggregation = LossAggregation::kSeqMeanTokenMean;
+    auto first = (*t)->Step(batch, pg);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_NEAR(first->ref_kl, 0.0, 1e-6);
+    EXPECT_GT(first->entropy, 0.0);
+    StepStats later;
+    for (int i = 0; i < 5; ++i) later = *(*t)->Step(batch, pg);
+    if (e == KlEstimator::kK1) {
+      EXPECT_NE(later.ref_kl, 0.0);  // k1 has either sign per sample
+    } else {
+      EXPECT_GT(later.ref_kl, 1e-6);
+    }
+  }
 }
 
 TEST(TrainerTest, RejectsInconsistentExamples) {
