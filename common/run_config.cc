@@ -36,6 +36,9 @@ std::vector<ConfigKey> Keys() {
       {"rl.prompts_per_step", T::kInt, "16", "prompts per step (B)"},
       {"rl.group_size", T::kInt, "8", "samples per prompt (G)"},
       {"rl.lr", T::kDouble, "0.0002", "policy learning rate"},
+      {"rl.lr_warmup_steps", T::kInt, "0", "linear learning-rate warmup (RL steps)"},
+      {"rl.lr_schedule", T::kString, "constant", "after warmup: constant or cosine"},
+      {"rl.lr_min_ratio", T::kDouble, "0.1", "cosine floor as a fraction of rl.lr"},
       {"rl.clip_eps", T::kDouble, "0.2", "PPO clip range (the low side with rl.clip_high)"},
       {"rl.clip_high", T::kDouble, "0", "upper clip range (clip-higher; 0 = rl.clip_eps)"},
       {"rl.dual_clip", T::kDouble, "0", "dual-clip constant c > 1 for negative advantages (0 = off)"},
@@ -169,6 +172,17 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.rl_skip_uniform_groups = c.GetBool("rl.skip_uniform_groups");
   r.rl_advantage = c.GetString("rl.advantage");
   r.rl_clip_high = c.GetDouble("rl.clip_high");
+  r.rl_lr_warmup_steps = c.GetInt("rl.lr_warmup_steps");
+  r.rl_lr_schedule = c.GetString("rl.lr_schedule");
+  r.rl_lr_min_ratio = c.GetDouble("rl.lr_min_ratio");
+  if (r.rl_lr_schedule != "constant" && r.rl_lr_schedule != "cosine") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.lr_schedule' must be constant or cosine, got '", r.rl_lr_schedule, "'"));
+  }
+  if (r.rl_lr_warmup_steps < 0 || r.rl_lr_min_ratio < 0 || r.rl_lr_min_ratio > 1) {
+    return absl::InvalidArgumentError(
+        "config keys 'rl.lr_warmup_steps' must be >= 0 and 'rl.lr_min_ratio' in [0, 1]");
+  }
   r.rl_dual_clip = c.GetDouble("rl.dual_clip");
   r.rl_ratio = c.GetString("rl.ratio");
   r.rl_loss_agg = c.GetString("rl.loss_agg");

@@ -59,6 +59,9 @@ struct RunConfig {
   bool rl_skip_uniform_groups = true;
   std::string rl_advantage = "grpo";  // learner/advantages.h names
   double rl_clip_high = 0.0;          // 0: rl_clip_eps
+  int64_t rl_lr_warmup_steps = 0;
+  std::string rl_lr_schedule = "constant";  // or "cosine"
+  double rl_lr_min_ratio = 0.1;
   double rl_dual_clip = 0.0;
   std::string rl_ratio = "token";     // or "sequence" (GSPO)
   std::string rl_loss_agg = "token-mean";

@@ -388,16 +388,19 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     if (!result.ok()) return result.status();
     m.train_seconds = SecondsSince(train_start);
     version_ = result->weight_version();
-    m.trained = true;
+    m.trained = !result->skipped();
+    m.skipped = result->skipped();
     m.loss = result->loss();
     m.grad_norm = result->grad_norm();
     m.clip_fraction = result->clip_fraction();
     m.approx_kl = result->approx_kl();
-    control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": weight sync"));
-    const Clock::time_point sync_start = Clock::now();
-    absl::Status s = SyncWeights();
-    if (!s.ok()) return s;
-    m.sync_seconds = SecondsSince(sync_start);
+    if (!result->skipped()) {
+      control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": weight sync"));
+      const Clock::time_point sync_start = Clock::now();
+      absl::Status s = SyncWeights();
+      if (!s.ok()) return s;
+      m.sync_seconds = SecondsSince(sync_start);
+    }
   }
 
   // 5. Report.

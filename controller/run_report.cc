@@ -17,9 +17,10 @@ double Finite(double x) { return std::isfinite(x) ? x : 0.0; }
 
 std::string FormatProgressLine(const StepMetrics& m) {
   return absl::StrFormat(
-      "step %d/%d  reward %.3f  acc %.3f  len %.1f  tok/s %.0f  kept %d/%d  step_s %.2f  v %d",
+      "step %d/%d  reward %.3f  acc %.3f  len %.1f  tok/s %.0f  kept %d/%d  step_s %.2f  v %d%s",
       m.step, m.total_steps, m.reward_mean, m.accuracy, m.response_len_mean, m.tokens_per_sec,
-      m.groups_kept, m.groups_total, m.step_seconds, m.weight_version);
+      m.groups_kept, m.groups_total, m.step_seconds, m.weight_version,
+      m.skipped ? "  SKIPPED (non-finite loss or gradient)" : "");
 }
 
 std::string MetricsJsonLine(const StepMetrics& m) {
@@ -43,6 +44,7 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["grad_norm"] = Finite(m.grad_norm);
   j["clip_fraction"] = Finite(m.clip_fraction);
   j["approx_kl"] = Finite(m.approx_kl);
+  j["skipped"] = m.skipped;
   return j.dump();
 }
 

@@ -33,6 +33,8 @@ struct StepMetrics {
   double grad_norm = 0.0;
   double clip_fraction = 0.0;
   double approx_kl = 0.0;
+  // The learner skipped the update (NaN/Inf guard); nothing was published.
+  bool skipped = false;
 };
 
 // "step 3/40  reward 0.412  acc 0.398  len 38.2  tok/s 5321  kept 12/16  step_s 2.31  v 63"

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "learner/lr_schedule.h"
 #include "common/weight_chunks.h"
 
 namespace rlpost {
@@ -25,7 +26,18 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
   if (batch.samples_size() == 0) return absl::InvalidArgumentError("TrainBatch has no samples");
   bool pg = batch.objective() == v1::OBJECTIVE_POLICY_GRADIENT;
   options->objective = pg ? TrainObjective::kPolicyGradient : TrainObjective::kSft;
-  options->lr = pg ? config.rl_lr : config.sft_lr;
+  if (pg) {
+    // The schedule follows the batch's RL step, which every rank receives.
+    LrSchedule schedule;
+    schedule.base = config.rl_lr;
+    schedule.warmup_steps = config.rl_lr_warmup_steps;
+    schedule.total_steps = config.rl_steps;
+    schedule.cosine = config.rl_lr_schedule == "cosine";
+    schedule.min_ratio = config.rl_lr_min_ratio;
+    options->lr = ScheduledLearningRate(schedule, std::max<int64_t>(batch.step() - 1, 0));
+  } else {
+    options->lr = config.sft_lr;
+  }
   options->policy.clip_low = config.rl_clip_eps;
   options->policy.clip_high = config.rl_clip_high > 0 ? config.rl_clip_high : config.rl_clip_eps;
   options->policy.dual_clip = config.rl_dual_clip;
@@ -123,6 +135,12 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* /*context*/,
   response->set_approx_kl(static_cast<float>(stats->approx_kl));
   response->set_ref_kl(static_cast<float>(stats->ref_kl));
   response->set_entropy(static_cast<float>(stats->entropy));
+  response->set_skipped(stats->skipped);
+  response->set_skip_reason(stats->skip_reason);
+  if (stats->skipped) {
+    RLPOST_LOG(WARNING) << "training step skipped (" << stats->skip_reason
+                        << "); weights stay at version " << stats->weight_version;
+  }
   response->set_tokens(stats->tokens);
   response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   response->set_world_size(group_ != nullptr ? group_->world_size() : 1);

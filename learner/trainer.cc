@@ -228,12 +228,18 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
     double clip = options.grad_clip > 0 ? options.grad_clip : 1e30;
     stats.grad_norm = torch::nn::utils::clip_grad_norm_(policy_params, clip);
     if (!mtp_params.empty()) torch::nn::utils::clip_grad_norm_(mtp_params, clip);
-    if (!std::isfinite(stats.grad_norm)) {
+    auto l = local.accessor<double, 1>();
+    // NaN/Inf guard: every rank sees the same all-reduced loss and norm, so
+    // every rank skips together and the weights stay identical.
+    if (!std::isfinite(stats.grad_norm) || !std::isfinite(l[0])) {
       impl_->optimizer.zero_grad();
-      return absl::InternalError("non-finite gradient norm; step skipped");
+      stats.skipped = true;
+      stats.skip_reason = !std::isfinite(l[0]) ? "non-finite loss" : "non-finite gradient norm";
+      stats.loss = l[0] / static_cast<double>(global_tokens);
+      stats.weight_version = impl_->version;
+      return stats;
     }
     impl_->optimizer.step();
-    auto l = local.accessor<double, 1>();
     stats.loss = l[0] / static_cast<double>(global_tokens);
     stats.clip_fraction = l[1] / static_cast<double>(global_tokens);
     stats.approx_kl = l[2] / static_cast<double>(global_tokens);

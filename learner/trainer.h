@@ -66,6 +66,10 @@ struct StepStats {
   double clip_fraction = 0.0;  // PG: fraction of tokens whose ratio was clipped
   double approx_kl = 0.0;      // PG: k3 estimate of KL(old || new)
   double ref_kl = 0.0;         // PG with kl_coef: mean per-token KL to the reference
+  // The loss or the gradient norm was NaN/Inf: the update was not applied and
+  // the weight version did not change.
+  bool skipped = false;
+  std::string skip_reason;
   double entropy = 0.0;        // PG: mean per-token entropy of the policy
   double mtp_loss = 0.0;       // MTP cross-entropy per predicted token (0 without MTP)
   int64_t tokens = 0;          // response tokens in the global batch

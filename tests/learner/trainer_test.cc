@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "learner/learner_service.h"
+#include "learner/lr_schedule.h"
 #include "model/char_tokenizer.h"
 
 namespace rlpost {
@@ -157,6 +158,49 @@ TEST(TrainerTest, KlToTheReferencePolicyStartsAtZeroAndGrows) {
       EXPECT_GT(later.ref_kl, 1e-6);
     }
   }
+}
+
+TEST(TrainerTest, NonFiniteLossSkipsTheStepWithoutTouchingTheWeights) {
+  auto t = Trainer::Create(TinyRunConfig(), 40, nullptr);
+  ASSERT_TRUE(t.ok());
+  std::vector<TrainExample> batch = SftBatch();
+  for (auto& ex : batch) {
+    ex.old_logprobs.assign(ex.response.size(), -1.0f);
+    ex.advantage = 3e38f;  // finite, but the summed loss overflows float
+  }
+  StepOptions pg;
+  pg.lr = 1e-2;
+  const std::vector<RawTensor> before = (*t)->ExportWeights();
+  auto s = (*t)->Step(batch, pg);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->skipped);
+  EXPECT_THAT(s->skip_reason, HasSubstr("non-finite"));
+  EXPECT_EQ(s->weight_version, 0);
+  const std::vector<RawTensor> after = (*t)->ExportWeights();
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_EQ(before[i].bytes, after[i].bytes);
+  // The next sane batch trains normally.
+  for (auto& ex : batch) ex.advantage = 1.0f;
+  auto next = (*t)->Step(batch, pg);
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(next->skipped);
+  EXPECT_EQ(next->weight_version, 1);
+}
+
+TEST(LrScheduleTest, WarmupThenConstantOrCosine) {
+  LrSchedule s;
+  s.base = 1.0;
+  s.warmup_steps = 4;
+  s.total_steps = 14;
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(s, 0), 0.25);
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(s, 3), 1.0);
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(s, 9), 1.0);
+  s.cosine = true;
+  s.min_ratio = 0.1;
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(s, 4), 1.0);
+  EXPECT_NEAR(ScheduledLearningRate(s, 9), 0.1 + 0.5 * 0.9, 1e-12);  // halfway
+  EXPECT_NEAR(ScheduledLearningRate(s, 14), 0.1, 1e-12);
+  EXPECT_NEAR(ScheduledLearningRate(s, 100), 0.1, 1e-12);
 }
 
 TEST(TrainerTest, RejectsInconsistentExamples) {
