@@ -57,6 +57,7 @@ struct RunConfig {
   double rl_top_p = 1.0;
   int64_t rl_max_new_tokens = 48;
   bool rl_skip_uniform_groups = true;
+  int64_t rl_dynamic_sampling_rounds = 0;
   std::string rl_advantage = "grpo";  // learner/advantages.h names
   double rl_clip_high = 0.0;          // 0: rl_clip_eps
   int64_t rl_lr_warmup_steps = 0;

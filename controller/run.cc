@@ -273,15 +273,10 @@ absl::StatusOr<TrainingRun::EvalResult> TrainingRun::Evaluate(const char* label)
   return result;
 }
 
-absl::Status TrainingRun::RlStep(int64_t step) {
-  const Clock::time_point start = Clock::now();
-  StepMetrics m;
-  m.step = step;
-  m.total_steps = config_.rl_steps;
-  control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": generating"));
-
-  // 1. Sample a group per prompt.
-  const std::vector<const Problem*> problems = rl_cursor_->Take(config_.rl_prompts_per_step);
+absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
+    int64_t step, int64_t round, const std::vector<const Problem*>& problems) {
+  ScoredGroups out;
+  out.problems = problems;
   std::vector<v1::GenerateRequest> requests(problems.size());
   for (size_t i = 0; i < problems.size(); ++i) {
     v1::GenerateRequest& r = requests[i];
@@ -292,22 +287,26 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     p->set_temperature(static_cast<float>(config_.rl_temperature));
     p->set_top_p(static_cast<float>(config_.rl_top_p));
     p->set_max_new_tokens(static_cast<int32_t>(config_.rl_max_new_tokens));
-    p->set_seed(DeriveSeed(config_.seed, SeedTag::kRlSampling,
-                           {static_cast<uint64_t>(step), static_cast<uint64_t>(i)}));
+    // Round 0 keeps the seeds runs had before refill rounds existed.
+    p->set_seed(round == 0 ? DeriveSeed(config_.seed, SeedTag::kRlSampling,
+                                        {static_cast<uint64_t>(step), static_cast<uint64_t>(i)})
+                           : DeriveSeed(config_.seed, SeedTag::kRlSampling,
+                                        {static_cast<uint64_t>(step), static_cast<uint64_t>(i),
+                                         static_cast<uint64_t>(round)}));
   }
   const Clock::time_point generate_start = Clock::now();
   absl::StatusOr<std::vector<std::vector<v1::Completion>>> groups =
       clients_->GenerateAll(requests, options_.requests_per_worker);
   if (!groups.ok()) return groups.status();
-  m.generate_seconds = SecondsSince(generate_start);
+  out.generate_seconds = SecondsSince(generate_start);
+  out.groups = *std::move(groups);
 
   // Synchronous GRPO is on-policy: every token must come from the version the
   // workers were synced to.
-  int64_t samples = 0, tokens = 0;
-  for (size_t i = 0; i < groups->size(); ++i) {
-    for (const v1::Completion& c : (*groups)[i]) {
-      ++samples;
-      tokens += c.token_ids_size();
+  for (size_t i = 0; i < out.groups.size(); ++i) {
+    for (const v1::Completion& c : out.groups[i]) {
+      ++out.samples;
+      out.tokens += c.token_ids_size();
       for (int64_t v : c.weight_versions()) {
         if (v != version_) {
           return absl::FailedPreconditionError(absl::StrCat(
@@ -319,14 +318,13 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     }
   }
 
-  // 2. Verify and reward every completion.
-  control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": verifying"));
+  // Verify and reward every completion.
   std::vector<v1::VerifyItem> items;
-  items.reserve(static_cast<size_t>(samples));
-  for (size_t i = 0; i < groups->size(); ++i) {
-    for (const v1::Completion& c : (*groups)[i]) {
+  items.reserve(static_cast<size_t>(out.samples));
+  for (size_t i = 0; i < out.groups.size(); ++i) {
+    for (const v1::Completion& c : out.groups[i]) {
       v1::VerifyItem item;
-      item.set_id(absl::StrCat(step, "/", i, "/", c.sample_index()));
+      item.set_id(absl::StrCat(step, "/", round, "/", i, "/", c.sample_index()));
       item.set_kind("math");
       item.set_response(c.text());
       item.set_reference(problems[i]->answer);
@@ -336,27 +334,78 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   absl::StatusOr<std::vector<v1::Verdict>> verdicts = clients_->VerifyAll(items);
   if (!verdicts.ok()) return verdicts.status();
   const RewardWeights weights{config_.reward_correct, config_.reward_format};
-  std::vector<GroupAdvantage> advantages;
-  std::vector<std::vector<double>> rewards(groups->size());
-  int64_t correct = 0;
-  double reward_sum = 0.0;
+  out.rewards.resize(out.groups.size());
   size_t k = 0;
-  for (size_t i = 0; i < groups->size(); ++i) {
-    for (const v1::Completion& c : (*groups)[i]) {
+  for (size_t i = 0; i < out.groups.size(); ++i) {
+    for (const v1::Completion& c : out.groups[i]) {
       const v1::Verdict& verdict = (*verdicts)[k++];
-      correct += verdict.correct() ? 1 : 0;
-      double r = ComputeReward(weights, {verdict.score(), c.text()}).total;
-      rewards[i].push_back(r);
-      reward_sum += r;
+      out.correct += verdict.correct() ? 1 : 0;
+      const double r = ComputeReward(weights, {verdict.score(), c.text()}).total;
+      out.rewards[i].push_back(r);
+      out.reward_sum += r;
     }
-    advantages.push_back(ComputeGroupAdvantage(rewards[i]));
+    out.uniform.push_back(ComputeGroupAdvantage(out.rewards[i]).uniform);
   }
+  return out;
+}
 
-  // 3. Rejection sampling, advantages of the kept groups (batch-normalised
-  // estimators see only what is trained on) and the training batch.
-  const RejectionResult selected = SelectGroups(advantages, config_.rl_skip_uniform_groups);
+absl::Status TrainingRun::RlStep(int64_t step) {
+  const Clock::time_point start = Clock::now();
+  StepMetrics m;
+  m.step = step;
+  m.total_steps = config_.rl_steps;
+  control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": generating"));
+
+  // 1-2. Sample a group per prompt, verify and reward. Rejection sampling
+  // drops uniform groups (no signal); dynamic sampling refills the batch
+  // from further prompts, at most rl.dynamic_sampling_rounds extra rounds.
+  const int64_t wanted = config_.rl_prompts_per_step;
+  std::vector<ScoredGroups> rounds;
+  int64_t kept_count = 0;
+  double reward_sum = 0.0;
+  int64_t samples = 0, tokens = 0, correct = 0;
+  for (int64_t round = 0;; ++round) {
+    const int64_t take = round == 0 ? wanted : wanted - kept_count;
+    control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": generating",
+                                       round > 0 ? absl::StrCat(" (refill ", round, ")") : ""));
+    absl::StatusOr<ScoredGroups> scored = SampleAndScore(step, round, rl_cursor_->Take(take));
+    if (!scored.ok()) return scored.status();
+    m.generate_seconds += scored->generate_seconds;
+    samples += scored->samples;
+    tokens += scored->tokens;
+    correct += scored->correct;
+    reward_sum += scored->reward_sum;
+    for (bool u : scored->uniform) {
+      if (!u || !config_.rl_skip_uniform_groups) ++kept_count;
+    }
+    rounds.push_back(*std::move(scored));
+    if (!config_.rl_skip_uniform_groups || kept_count >= wanted ||
+        round >= config_.rl_dynamic_sampling_rounds) {
+      break;
+    }
+  }
+  m.refill_rounds = static_cast<int64_t>(rounds.size()) - 1;
+
+  // 3. The training batch: kept groups (at most rl.prompts_per_step), with
+  // advantages over them (batch-normalised estimators see only these).
+  struct KeptGroup {
+    const ScoredGroups* round;
+    size_t index;
+  };
+  std::vector<KeptGroup> kept;
+  for (const ScoredGroups& r : rounds) {
+    for (size_t i = 0; i < r.groups.size(); ++i) {
+      m.groups_total += 1;
+      if (r.uniform[i]) m.groups_uniform += 1;
+      if ((r.uniform[i] && config_.rl_skip_uniform_groups) ||
+          static_cast<int64_t>(kept.size()) >= wanted) {
+        continue;
+      }
+      kept.push_back({&r, i});
+    }
+  }
   std::vector<std::vector<double>> kept_rewards;
-  for (int64_t g : selected.kept) kept_rewards.push_back(rewards[static_cast<size_t>(g)]);
+  for (const KeptGroup& g : kept) kept_rewards.push_back(g.round->rewards[g.index]);
   absl::StatusOr<AdvantageEstimator> estimator = ParseAdvantageEstimator(config_.rl_advantage);
   if (!estimator.ok()) return estimator.status();
   absl::StatusOr<std::vector<std::vector<double>>> kept_advantages =
@@ -366,9 +415,8 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   batch.set_step(step);
   batch.set_objective(v1::OBJECTIVE_POLICY_GRADIENT);
   batch.set_behavior_version(version_);
-  for (size_t kg = 0; kg < selected.kept.size(); ++kg) {
-    const int64_t g = selected.kept[kg];
-    const std::vector<v1::Completion>& group = (*groups)[static_cast<size_t>(g)];
+  for (size_t kg = 0; kg < kept.size(); ++kg) {
+    const std::vector<v1::Completion>& group = kept[kg].round->groups[kept[kg].index];
     for (size_t j = 0; j < group.size(); ++j) {
       const v1::Completion& c = group[j];
       v1::TrainSample* sample = batch.add_samples();
@@ -376,7 +424,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
       *sample->mutable_response_token_ids() = c.token_ids();
       *sample->mutable_old_logprobs() = c.logprobs();
       sample->set_advantage(static_cast<float>((*kept_advantages)[kg][j]));
-      sample->set_reward(static_cast<float>(rewards[static_cast<size_t>(g)][j]));
+      sample->set_reward(static_cast<float>(kept[kg].round->rewards[kept[kg].index][j]));
     }
   }
 
@@ -408,9 +456,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   m.accuracy = samples > 0 ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
   m.response_len_mean = samples > 0 ? static_cast<double>(tokens) / static_cast<double>(samples) : 0.0;
   m.tokens_per_sec = m.generate_seconds > 0 ? static_cast<double>(tokens) / m.generate_seconds : 0.0;
-  m.groups_total = static_cast<int64_t>(groups->size());
-  m.groups_kept = static_cast<int64_t>(selected.kept.size());
-  m.groups_uniform = selected.uniform_groups;
+  m.groups_kept = static_cast<int64_t>(kept.size());
   m.samples_trained = batch.samples_size();
   m.weight_version = version_;
   m.step_seconds = SecondsSince(start);

@@ -72,6 +72,18 @@ class TrainingRun {
   // Learner's latest version -> every rollout worker.
   absl::Status SyncWeights();
   absl::StatusOr<EvalResult> Evaluate(const char* label);
+  // One round of an RL step: a group per problem, verified and rewarded.
+  struct ScoredGroups {
+    std::vector<const Problem*> problems;
+    std::vector<std::vector<v1::Completion>> groups;
+    std::vector<std::vector<double>> rewards;
+    std::vector<bool> uniform;  // every reward of the group equal
+    int64_t samples = 0, tokens = 0, correct = 0;
+    double reward_sum = 0.0;
+    double generate_seconds = 0.0;
+  };
+  absl::StatusOr<ScoredGroups> SampleAndScore(int64_t step, int64_t round,
+                                              const std::vector<const Problem*>& problems);
   absl::Status RlStep(int64_t step);
   void Print(const std::string& line);
 

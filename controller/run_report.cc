@@ -45,6 +45,7 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["clip_fraction"] = Finite(m.clip_fraction);
   j["approx_kl"] = Finite(m.approx_kl);
   j["skipped"] = m.skipped;
+  j["refill_rounds"] = m.refill_rounds;
   return j.dump();
 }
 

@@ -35,6 +35,8 @@ struct StepMetrics {
   double approx_kl = 0.0;
   // The learner skipped the update (NaN/Inf guard); nothing was published.
   bool skipped = false;
+  // Dynamic sampling: extra generate rounds that refilled the batch.
+  int64_t refill_rounds = 0;
 };
 
 // "step 3/40  reward 0.412  acc 0.398  len 38.2  tok/s 5321  kept 12/16  step_s 2.31  v 63"

@@ -213,6 +213,48 @@ TEST_F(FakeRunTest, UniformGroupsAreDroppedAndEmptyStepsStillCount) {
   EXPECT_DOUBLE_EQ(summary->heldout_accuracy_before, 1.0);
 }
 
+TEST_F(FakeRunTest, DynamicSamplingRefillsAtMostTheConfiguredRounds) {
+  {
+    // Every group uniform: each step tries 1 + 2 rounds of 4 groups, keeps none.
+    FakeCluster cluster(1, FakeRollout::Mode::kAllCorrect);
+    RunControl control;
+    RunConfig config = SmallConfig(dir_);
+    config.rl_dynamic_sampling_rounds = 2;
+    TrainingRun run(config, AddressesOf(cluster), &control, Options());
+    ASSERT_TRUE(run.Run().ok());
+    std::vector<nlohmann::json> metrics = ReadJsonLines(dir_ + "/fake_run/metrics.jsonl");
+    ASSERT_EQ(metrics.size(), 3u);
+    for (const nlohmann::json& m : metrics) {
+      EXPECT_EQ(m["refill_rounds"], 2);
+      EXPECT_EQ(m["groups_total"], 12);
+      EXPECT_EQ(m["groups_uniform"], 12);
+      EXPECT_EQ(m["groups_kept"], 0);
+      EXPECT_EQ(m["trained"], false);
+    }
+  }
+  {
+    // Mixed groups: refills until 4 groups are kept (or the rounds run out),
+    // and never trains on more than rl.prompts_per_step groups.
+    std::filesystem::remove_all(dir_ + "/fake_run");
+    FakeCluster cluster(2);
+    RunControl control;
+    RunConfig config = SmallConfig(dir_);
+    config.rl_dynamic_sampling_rounds = 4;
+    TrainingRun run(config, AddressesOf(cluster), &control, Options());
+    ASSERT_TRUE(run.Run().ok());
+    std::vector<nlohmann::json> metrics = ReadJsonLines(dir_ + "/fake_run/metrics.jsonl");
+    ASSERT_EQ(metrics.size(), 3u);
+    for (const nlohmann::json& m : metrics) {
+      const int kept = m["groups_kept"].get<int>();
+      EXPECT_LE(kept, 4);
+      if (m["refill_rounds"].get<int>() < 4) EXPECT_EQ(kept, 4);
+      EXPECT_GE(m["groups_total"].get<int>(), 4 + m["refill_rounds"].get<int>());
+    }
+    std::vector<v1::TrainBatch> batches = cluster.learner.batches();
+    for (size_t i = 2; i < batches.size(); ++i) EXPECT_LE(batches[i].samples_size(), 16);
+  }
+}
+
 TEST_F(FakeRunTest, KeepsUniformGroupsWhenRejectionSamplingIsOff) {
   FakeCluster cluster(1, FakeRollout::Mode::kAllCorrect);
   RunControl control;
