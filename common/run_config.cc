@@ -56,6 +56,8 @@ std::vector<ConfigKey> Keys() {
       {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
       {"rl.advantage", T::kString, "grpo",
        "advantage estimator: grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline"},
+      {"rl.router_replay", T::kBool, "false",
+       "train with the experts the rollout routed each response token to"},
       {"rl.dynamic_sampling_rounds", T::kInt, "0",
        "extra generate rounds that refill the batch after uniform groups are dropped (0 = off)"},
       {"rl.skip_uniform_groups", T::kBool, "true",
@@ -173,6 +175,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.rl_max_new_tokens = c.GetInt("rl.max_new_tokens");
   r.rl_skip_uniform_groups = c.GetBool("rl.skip_uniform_groups");
   r.rl_dynamic_sampling_rounds = c.GetInt("rl.dynamic_sampling_rounds");
+  r.rl_router_replay = c.GetBool("rl.router_replay");
   if (r.rl_dynamic_sampling_rounds < 0 || r.rl_dynamic_sampling_rounds > 16) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'rl.dynamic_sampling_rounds' must be in [0, 16], got ",

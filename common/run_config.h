@@ -58,6 +58,7 @@ struct RunConfig {
   int64_t rl_max_new_tokens = 48;
   bool rl_skip_uniform_groups = true;
   int64_t rl_dynamic_sampling_rounds = 0;
+  bool rl_router_replay = false;
   std::string rl_advantage = "grpo";  // learner/advantages.h names
   double rl_clip_high = 0.0;          // 0: rl_clip_eps
   int64_t rl_lr_warmup_steps = 0;

@@ -283,6 +283,7 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
     r.set_prompt_id(problems[i]->id);
     r.set_prompt(problems[i]->prompt);
     r.set_n(static_cast<int32_t>(config_.rl_group_size));
+    r.set_return_routed_experts(config_.rl_router_replay);
     v1::SamplingParams* p = r.mutable_params();
     p->set_temperature(static_cast<float>(config_.rl_temperature));
     p->set_top_p(static_cast<float>(config_.rl_top_p));
@@ -425,6 +426,10 @@ absl::Status TrainingRun::RlStep(int64_t step) {
       *sample->mutable_old_logprobs() = c.logprobs();
       sample->set_advantage(static_cast<float>((*kept_advantages)[kg][j]));
       sample->set_reward(static_cast<float>(kept[kg].round->rewards[kept[kg].index][j]));
+      if (config_.rl_router_replay) {
+        *sample->mutable_routed_experts() = c.routed_experts();
+        sample->set_experts_per_token(c.experts_per_token());
+      }
     }
   }
 

@@ -86,6 +86,7 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
       ex.old_logprobs.assign(s.old_logprobs().begin(), s.old_logprobs().end());
       ex.advantage = s.advantage();
       ex.reward = s.reward();
+      ex.routed_experts.assign(s.routed_experts().begin(), s.routed_experts().end());
     }
     examples->push_back(std::move(ex));
   }

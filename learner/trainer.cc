@@ -77,6 +77,26 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
     for (int id : ex.response) {
       if (id < 0 || id >= config.vocab_size) return absl::InvalidArgumentError("token id outside the vocabulary");
     }
+    if (!ex.routed_experts.empty()) {
+      int64_t width = 0;
+      for (int64_t l = 0; l < config.n_layers; ++l) {
+        if (config.IsMoeLayer(l)) width += config.top_k;
+      }
+      const size_t want = ex.response.size() * static_cast<size_t>(width);
+      if (ex.routed_experts.size() != want) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sample ", &ex - batch.data(), ": ", ex.routed_experts.size(),
+            " routed expert ids for ", ex.response.size(), " response tokens (expected ", want,
+            ": top_k x MoE layers per token)"));
+      }
+      for (int32_t e : ex.routed_experts) {
+        if (e < 0 || e >= config.n_experts) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "sample ", &ex - batch.data(), ": routed expert id ", e, " outside 0..",
+              config.n_experts - 1));
+        }
+      }
+    }
     global_tokens += static_cast<int64_t>(ex.response.size());
   }
   if (global_tokens == 0) return absl::InvalidArgumentError("batch has no response tokens");
@@ -111,7 +131,45 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       }
       PaddedBatch pb = LeftPad(seqs);
       int64_t b = pb.tokens.size(0), t = pb.tokens.size(1);
-      ForwardOutput out = impl_->model->Forward(pb.tokens, pb.positions, pb.mask, nullptr);
+      // Router replay: response positions use the experts the rollout
+      // recorded; prompt positions (not recorded) route as usual.
+      std::vector<at::Tensor> replay;
+      at::Tensor replay_rows;
+      bool any_replay = false;
+      for (const TrainExample* ex : mine) any_replay |= !ex->routed_experts.empty();
+      ForwardOptions fo;
+      if (any_replay) {
+        const int64_t k = config.top_k;
+        replay_rows = at::zeros({b * t}, at::kBool);
+        bool* rows = replay_rows.data_ptr<bool>();
+        replay.resize(static_cast<size_t>(config.n_layers));
+        int64_t offset = 0;  // of this layer's ids within a token's record
+        for (int64_t l = 0; l < config.n_layers; ++l) {
+          if (!config.IsMoeLayer(l)) continue;
+          at::Tensor ids = at::zeros({b * t, k}, at::kLong);
+          int64_t* d = ids.data_ptr<int64_t>();
+          for (int64_t i = 0; i < b; ++i) {
+            const TrainExample& ex = *mine[i];
+            if (ex.routed_experts.empty()) continue;
+            const int64_t pad = t - static_cast<int64_t>(seqs[i].size());
+            const int64_t width = static_cast<int64_t>(ex.routed_experts.size()) /
+                                  static_cast<int64_t>(ex.response.size());
+            for (size_t j = 0; j < ex.response.size(); ++j) {
+              const int64_t row =
+                  i * t + pad + static_cast<int64_t>(ex.prompt.size()) - 1 + static_cast<int64_t>(j);
+              rows[row] = true;
+              for (int64_t e = 0; e < k; ++e) {
+                d[row * k + e] = ex.routed_experts[j * width + offset + e];
+              }
+            }
+          }
+          replay[l] = ids;
+          offset += k;
+        }
+        fo.replay_expert_ids = &replay;
+        fo.replay_token_mask = &replay_rows;
+      }
+      ForwardOutput out = impl_->model->Forward(pb.tokens, pb.positions, pb.mask, fo);
       at::Tensor logits = out.logits.narrow(1, 0, t - 1);
       if (options.temperature > 0 && options.temperature != 1.0) logits = logits / options.temperature;
       at::Tensor logp_all = at::log_softmax(logits, -1);

@@ -31,6 +31,11 @@ struct TrainExample {
   std::vector<float> old_logprobs;  // PG: logprobs under the sampling policy
   float advantage = 0.0f;           // PG: per-sequence advantage
   float reward = 0.0f;              // PG: the sample's reward (> 0: a positive example)
+  // Router replay: per response token, top_k expert ids of each MoE layer in
+  // layer order (response.size() * top_k * MoE layers values), recorded by
+  // the rollout for the forward position that produced the token. Empty:
+  // route as usual.
+  std::vector<int32_t> routed_experts;
 };
 
 enum class TrainObjective { kPolicyGradient, kSft };

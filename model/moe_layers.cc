@@ -131,6 +131,11 @@ at::Tensor MoeFeedForwardImpl::forward(const at::Tensor& x, const RoutingContext
                            top_i.max().item<int64_t>() < e_count),
                 "router replay: expert id out of range 0..", e_count - 1);
     top_i = top_i.to(at::kLong);
+    if (routing.replay_rows != nullptr) {
+      // Rows without recorded experts route as usual.
+      at::Tensor own = std::get<1>(probs.topk(k, -1));
+      top_i = at::where(routing.replay_rows->unsqueeze(1), top_i, own);
+    }
     top_w = probs.gather(1, top_i);
   } else {
     std::tie(top_w, top_i) = probs.topk(k, -1);

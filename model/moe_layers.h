@@ -38,6 +38,9 @@ struct RouterRecord {
 struct RoutingContext {
   at::Tensor token_mask;           // [N] bool: which rows are real tokens (losses)
   const at::Tensor* replay = nullptr;  // [N, k] expert ids to use instead of routing
+  // [N] bool: the rows `replay` applies to (others route as usual); null =
+  // every row.
+  const at::Tensor* replay_rows = nullptr;
   RouterRecord* record = nullptr;  // filled when non-null
   at::Tensor* aux_loss = nullptr;  // accumulated load-balancing loss
   at::Tensor* z_loss = nullptr;    // accumulated router z-loss

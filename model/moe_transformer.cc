@@ -173,6 +173,7 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
                       (*options.replay_expert_ids)[i].defined(),
                   "router replay: no expert ids for layer ", i);
       routing.replay = &(*options.replay_expert_ids)[i];
+      routing.replay_rows = options.replay_token_mask;
     }
     moe_layers += block->is_moe() ? 1 : 0;
     x = block->forward(x, cos, sin, mask, kv, i, routing);

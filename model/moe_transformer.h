@@ -49,6 +49,9 @@ struct ForwardOptions {
   // Router replay: per layer (indexed by layer number; undefined for dense
   // layers) the [B*T, k] expert ids to use instead of routing.
   const std::vector<at::Tensor>* replay_expert_ids = nullptr;
+  // [B*T] bool: the tokens replay applies to (null = all); the others route
+  // as usual, e.g. prompt tokens whose routing the rollout did not record.
+  const at::Tensor* replay_token_mask = nullptr;
   bool record_routing = false;  // fill ForwardOutput::routing
   // aux_loss and z_loss; sampling has no use for them, so it turns them off.
   bool router_losses = true;

@@ -9,6 +9,7 @@
 #include "learner/learner_service.h"
 #include "learner/lr_schedule.h"
 #include "model/char_tokenizer.h"
+#include "model/model_config.h"
 
 namespace rlpost {
 namespace {
@@ -201,6 +202,41 @@ TEST(LrScheduleTest, WarmupThenConstantOrCosine) {
   EXPECT_NEAR(ScheduledLearningRate(s, 9), 0.1 + 0.5 * 0.9, 1e-12);  // halfway
   EXPECT_NEAR(ScheduledLearningRate(s, 14), 0.1, 1e-12);
   EXPECT_NEAR(ScheduledLearningRate(s, 100), 0.1, 1e-12);
+}
+
+TEST(TrainerTest, RouterReplayIsAppliedAndChecked) {
+  std::vector<TrainExample> batch = SftBatch();
+  for (auto& ex : batch) {
+    ex.old_logprobs.assign(ex.response.size(), -1.0f);
+    ex.advantage = 1.0f;
+  }
+  StepOptions pg;
+  pg.lr = 0.0;  // compare losses of the same weights
+  auto plain = Trainer::Create(TinyRunConfig(), 40, nullptr);
+  const double own = (*plain)->Step(batch, pg)->loss;
+  // Every response position forced onto experts 0 and 1 (top_k 2 per MoE layer).
+  const RunConfig rc = TinyRunConfig();
+  const ModelConfig mc = ModelConfig::FromShape(rc.model, 40);
+  int64_t width = 0;
+  for (int64_t l = 0; l < mc.n_layers; ++l) width += mc.IsMoeLayer(l) ? mc.top_k : 0;
+  ASSERT_GT(width, 0);
+  std::vector<TrainExample> forced = batch;
+  for (auto& ex : forced) {
+    for (size_t j = 0; j < ex.response.size() * static_cast<size_t>(width); ++j) {
+      ex.routed_experts.push_back(static_cast<int32_t>(j % 2));
+    }
+  }
+  auto replayed = Trainer::Create(rc, 40, nullptr);
+  auto st = (*replayed)->Step(forced, pg);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_NE(st->loss, own);
+  // A record of the wrong size, or an expert out of range, names the sample.
+  forced[2].routed_experts.pop_back();
+  absl::Status bad = (*replayed)->Step(forced, pg).status();
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("sample 2"));
+  forced[2].routed_experts.push_back(99);
+  bad = (*replayed)->Step(forced, pg).status();
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("outside"));
 }
 
 TEST(TrainerTest, RejectsInconsistentExamples) {

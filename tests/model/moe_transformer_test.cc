@@ -153,6 +153,39 @@ TEST_P(EveryFamily, RouterReplayReproducesTheRoutedForwardExactly) {
   EXPECT_GT(MaxAbsDiff(other.logits, routed.logits), 1e-4);
 }
 
+// Partial replay: rows outside the mask route as usual, so garbage there
+// changes nothing, while rows inside follow the given experts.
+TEST_P(EveryFamily, RouterReplayAppliesOnlyToMaskedTokens) {
+  torch::NoGradGuard no_grad;
+  MoeTransformer m(TinyConfig(GetParam()));
+  PaddedBatch b = LeftPad({{1, 4, 5, 6, 7}, {1, 9, 8}});
+  ForwardOptions record;
+  record.record_routing = true;
+  ForwardOutput routed = m->Forward(b.tokens, b.positions, b.mask, record);
+  const int64_t n = b.tokens.numel();
+  at::Tensor rows = at::zeros({n}, at::kBool);
+  rows.narrow(0, 2, 3).fill_(true);  // row 0, columns 2..4
+  std::vector<at::Tensor> ids;
+  for (const RouterRecord& r : routed.routing) {
+    if (!r.expert_ids.defined()) {
+      ids.emplace_back();
+      continue;
+    }
+    // Recorded experts on the masked rows, shifted (wrong) experts elsewhere.
+    at::Tensor wrong = (r.expert_ids + 1).remainder(m->config().n_experts);
+    ids.push_back(at::where(rows.unsqueeze(1), r.expert_ids, wrong));
+  }
+  ForwardOptions replay;
+  replay.replay_expert_ids = &ids;
+  replay.replay_token_mask = &rows;
+  EXPECT_TRUE(at::equal(m->Forward(b.tokens, b.positions, b.mask, replay).logits, routed.logits));
+  // Masking every row makes the wrong experts count.
+  at::Tensor all = at::ones({n}, at::kBool);
+  replay.replay_token_mask = &all;
+  EXPECT_GT(MaxAbsDiff(m->Forward(b.tokens, b.positions, b.mask, replay).logits, routed.logits),
+            1e-4);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, EveryFamily,
                          ::testing::Values("qwen3_moe", "qwen2_moe", "mixtral", "olmoe",
                                            "rlpost_moe"));
