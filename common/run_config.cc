@@ -81,6 +81,8 @@ std::vector<ConfigKey> Keys() {
        "KV blocks per worker (0 = max_batch full-context samples)"},
       {"learner.world_size", T::kInt, "1", "learner ranks (torch c10d, Gloo)"},
       {"learner.threads", T::kInt, "1", "intra-op threads per learner rank"},
+      {"learner.rendezvous_timeout_s", T::kInt, "120",
+       "seconds for every learner rank to join the group"},
       {"verifier.deadline_ms", T::kInt, "5000", "deadline of one verify batch"},
       {"net.rpc_timeout_ms", T::kInt, "120000", "deadline of one RPC"},
       {"net.connect_retries", T::kInt, "8", "attempts to reach a process"},
@@ -245,6 +247,10 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.grad_clip = c.GetDouble("optim.grad_clip");
   r.rollout_workers = c.GetInt("rollout.workers");
   r.rollout_threads = c.GetInt("rollout.threads");
+  r.learner_rendezvous_timeout_s = c.GetInt("learner.rendezvous_timeout_s");
+  if (r.learner_rendezvous_timeout_s < 1) {
+    return absl::InvalidArgumentError("config key 'learner.rendezvous_timeout_s' must be positive");
+  }
   r.rollout_drafter = c.GetString("rollout.drafter");
   if (r.rollout_drafter != "none" && r.rollout_drafter != "ngram" && r.rollout_drafter != "mtp" &&
       r.rollout_drafter != "draft") {

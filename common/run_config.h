@@ -92,6 +92,7 @@ struct RunConfig {
   int64_t rollout_kv_blocks = 0;
   int64_t learner_world_size = 1;
   int64_t learner_threads = 1;
+  int64_t learner_rendezvous_timeout_s = 120;
   int64_t verifier_deadline_ms = 5000;
   int64_t rpc_timeout_ms = 120000;
   int64_t connect_retries = 8;

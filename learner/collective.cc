@@ -36,7 +36,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroupHandle>> ProcessGroupHandle::Connect(
     so.isServer = options.rank == 0;
     so.numWorkers = options.world_size;
     so.waitWorkers = false;
-    so.timeout = std::chrono::milliseconds(120000);
+    so.timeout = std::chrono::milliseconds(int64_t{options.rendezvous_timeout_seconds} * 1000);
     impl->store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, so);
     auto pg_opts = c10d::ProcessGroupGloo::Options::create();
     pg_opts->timeout = std::chrono::milliseconds(int64_t{options.timeout_seconds} * 1000);
@@ -45,10 +45,10 @@ absl::StatusOr<std::unique_ptr<ProcessGroupHandle>> ProcessGroupHandle::Connect(
     impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, options.rank,
                                                            options.world_size, pg_opts);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("learner rank ", options.rank,
-                                               ": cannot join the group at ",
-                                               options.master_addr, ":", options.master_port,
-                                               ": ", e.what()));
+    return absl::UnavailableError(absl::StrCat(
+        "learner rank ", options.rank, " of ", options.world_size,
+        ": rendezvous at ", options.master_addr, ":", options.master_port,
+        " could not complete (timeout ", options.rendezvous_timeout_seconds, " s): ", e.what()));
   }
   return std::unique_ptr<ProcessGroupHandle>(new ProcessGroupHandle(std::move(impl)));
 }

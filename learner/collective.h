@@ -24,6 +24,7 @@ struct GroupOptions {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   int timeout_seconds = 86400;  // idle ranks wait for the next batch this long
+  int rendezvous_timeout_seconds = 120;  // all ranks must have joined by then
 };
 
 class ProcessGroupHandle {

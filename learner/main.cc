@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <initializer_list>
 #include <iostream>
 #include <thread>
 
@@ -18,9 +19,14 @@
 
 namespace {
 
-std::string EnvOr(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? v : fallback;
+// The first of the variables that is set: torchrun's names, then Kubeflow's
+// PyTorchJob (PET_*), then an Indexed Job's completion index for the rank.
+std::string EnvChain(std::initializer_list<const char*> names, const std::string& fallback) {
+  for (const char* name : names) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && *v != '\0') return v;
+  }
+  return fallback;
 }
 
 }  // namespace
@@ -29,9 +35,10 @@ int main(int argc, char** argv) {
   using namespace rlpost;
   InstallShutdownSignals();
   std::string listen, port_file, config_path, help;
-  std::string rank_s = EnvOr("RANK", "0"), world_s = EnvOr("WORLD_SIZE", ""),
-              master_addr = EnvOr("MASTER_ADDR", "127.0.0.1"),
-              master_port_s = EnvOr("MASTER_PORT", "29500");
+  std::string rank_s = EnvChain({"RANK", "PET_NODE_RANK", "JOB_COMPLETION_INDEX"}, "0"),
+              world_s = EnvChain({"WORLD_SIZE", "PET_NNODES"}, ""),
+              master_addr = EnvChain({"MASTER_ADDR", "PET_MASTER_ADDR"}, "127.0.0.1"),
+              master_port_s = EnvChain({"MASTER_PORT", "PET_MASTER_PORT"}, "29500");
   std::vector<FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve on (rank 0; port 0 picks a free port)"},
       {"port-file", &port_file, "write the bound port to this file (rank 0)"},
@@ -65,7 +72,13 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<ProcessGroupHandle> group;
   if (world > 1) {
-    auto g = ProcessGroupHandle::Connect({rank, world, master_addr, master_port});
+    GroupOptions go;
+    go.rank = rank;
+    go.world_size = world;
+    go.master_addr = master_addr;
+    go.master_port = master_port;
+    go.rendezvous_timeout_seconds = static_cast<int>(config->learner_rendezvous_timeout_s);
+    auto g = ProcessGroupHandle::Connect(go);
     if (!g.ok()) {
       std::cerr << "rlpost-learner: " << g.status().message() << "\n";
       return 1;

@@ -59,23 +59,40 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
   const ModelConfig& config = impl_->model->config();
   int64_t global_tokens = 0;
   for (const TrainExample& ex : batch) {
-    if (ex.prompt.empty()) return absl::InvalidArgumentError("training example with empty prompt");
+    const int64_t index = &ex - batch.data();
+    if (ex.prompt.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("sample ", index, ": empty prompt"));
+    }
     if (options.objective == TrainObjective::kPolicyGradient &&
         ex.old_logprobs.size() != ex.response.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "policy-gradient example has ", ex.response.size(), " response tokens but ",
+          "sample ", index, ": ", ex.response.size(), " response tokens but ",
           ex.old_logprobs.size(), " old logprobs"));
     }
     if (static_cast<int64_t>(ex.prompt.size() + ex.response.size()) > config.max_seq_len) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "training example of ", ex.prompt.size() + ex.response.size(),
-          " tokens exceeds the context of ", config.max_seq_len));
+          "sample ", index, ": ", ex.prompt.size() + ex.response.size(),
+          " tokens exceed the context of ", config.max_seq_len));
     }
-    for (int id : ex.prompt) {
-      if (id < 0 || id >= config.vocab_size) return absl::InvalidArgumentError("token id outside the vocabulary");
+    for (const std::vector<int>* part : {&ex.prompt, &ex.response}) {
+      for (int id : *part) {
+        if (id < 0 || id >= config.vocab_size) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "sample ", index, ": token id ", id, " outside the vocabulary of ",
+              config.vocab_size));
+        }
+      }
     }
-    for (int id : ex.response) {
-      if (id < 0 || id >= config.vocab_size) return absl::InvalidArgumentError("token id outside the vocabulary");
+    for (float lp : ex.old_logprobs) {
+      // Logprobs are <= 0; allow rounding just above.
+      if (!std::isfinite(lp) || lp > 1e-4f) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "sample ", index, ": old logprob ", lp, " is not a finite value <= 0"));
+      }
+    }
+    if (!std::isfinite(ex.advantage)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sample ", index, ": advantage ", ex.advantage, " is not finite"));
     }
     if (!ex.routed_experts.empty()) {
       int64_t width = 0;

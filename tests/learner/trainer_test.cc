@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 
 #include "learner/learner_service.h"
@@ -245,12 +246,23 @@ TEST(TrainerTest, RejectsInconsistentExamples) {
   StepOptions pg;
   auto s = (*t)->Step(batch, pg);  // PG without old logprobs
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.status().message()), HasSubstr("old logprobs"));
-  batch[0].prompt.assign(40, 3);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("sample 0: 4 response tokens but 0 old logprobs"));
+  for (auto& ex : batch) ex.old_logprobs.assign(ex.response.size(), -1.0f);
+  batch[3].old_logprobs[1] = NAN;
+  s = (*t)->Step(batch, pg);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("sample 3: old logprob nan"));
+  batch[3].old_logprobs[1] = -1.0f;
+  batch[2].advantage = INFINITY;
+  s = (*t)->Step(batch, pg);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("sample 2: advantage inf"));
+  batch[1].response[0] = 77;
   StepOptions sft;
   sft.objective = TrainObjective::kSft;
   s = (*t)->Step(batch, sft);
-  EXPECT_THAT(std::string(s.status().message()), HasSubstr("exceeds the context"));
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("sample 1: token id 77"));
+  batch[0].prompt.assign(40, 3);
+  s = (*t)->Step(batch, sft);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("sample 0: 44 tokens exceed the context"));
   EXPECT_EQ((*t)->weight_version(), 0);
 }
 

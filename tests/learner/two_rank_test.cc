@@ -54,6 +54,21 @@ double MaxRelDiff(const std::vector<RawTensor>& a, const std::vector<RawTensor>&
   return worst;
 }
 
+TEST(TwoRankTest, RendezvousThatCannotCompleteNamesTheAddressAndRank) {
+  const int port = *PickFreePort();  // nobody serves the store there
+  GroupOptions o;
+  o.rank = 1;
+  o.world_size = 2;
+  o.master_port = port;
+  o.rendezvous_timeout_seconds = 1;
+  absl::StatusOr<std::unique_ptr<ProcessGroupHandle>> g = ProcessGroupHandle::Connect(o);
+  ASSERT_FALSE(g.ok());
+  const std::string msg(g.status().message());
+  EXPECT_NE(msg.find("rank 1 of 2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << msg;
+  EXPECT_NE(msg.find("timeout 1 s"), std::string::npos) << msg;
+}
+
 TEST(TwoRankTest, TwoRanksMatchOneRankOnTheSameGlobalBatch) {
   auto single = Trainer::Create(TinyRunConfig(), 30, nullptr);
   ASSERT_TRUE(single.ok());
