@@ -56,6 +56,13 @@ std::vector<ConfigKey> Keys() {
       {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
       {"rl.advantage", T::kString, "grpo",
        "advantage estimator: grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline"},
+      {"rl.objective", T::kString, "pg",
+       "pg (policy gradient) or rft (SFT on accepted samples: rejection-sampling fine-tuning)"},
+      {"rl.rft_select", T::kString, "best_of_n", "rft: best_of_n or shortest_correct per group"},
+      {"rl.drop_truncated", T::kBool, "false",
+       "leave samples that hit rl.max_new_tokens out of the loss (overlong filtering)"},
+      {"rl.require_format", T::kBool, "false",
+       "leave samples without one well-formed \\boxed{} answer out of the loss"},
       {"rl.router_replay", T::kBool, "false",
        "train with the experts the rollout routed each response token to"},
       {"rl.dynamic_sampling_rounds", T::kInt, "0",
@@ -178,6 +185,19 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.rl_skip_uniform_groups = c.GetBool("rl.skip_uniform_groups");
   r.rl_dynamic_sampling_rounds = c.GetInt("rl.dynamic_sampling_rounds");
   r.rl_router_replay = c.GetBool("rl.router_replay");
+  r.rl_objective = c.GetString("rl.objective");
+  r.rl_rft_select = c.GetString("rl.rft_select");
+  r.rl_drop_truncated = c.GetBool("rl.drop_truncated");
+  r.rl_require_format = c.GetBool("rl.require_format");
+  if (r.rl_objective != "pg" && r.rl_objective != "rft") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.objective' must be pg or rft, got '", r.rl_objective, "'"));
+  }
+  if (r.rl_rft_select != "best_of_n" && r.rl_rft_select != "shortest_correct") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.rft_select' must be best_of_n or shortest_correct, got '",
+        r.rl_rft_select, "'"));
+  }
   if (r.rl_dynamic_sampling_rounds < 0 || r.rl_dynamic_sampling_rounds > 16) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'rl.dynamic_sampling_rounds' must be in [0, 16], got ",

@@ -59,6 +59,10 @@ struct RunConfig {
   bool rl_skip_uniform_groups = true;
   int64_t rl_dynamic_sampling_rounds = 0;
   bool rl_router_replay = false;
+  std::string rl_objective = "pg";            // or "rft"
+  std::string rl_rft_select = "best_of_n";    // or "shortest_correct"
+  bool rl_drop_truncated = false;
+  bool rl_require_format = false;
   std::string rl_advantage = "grpo";  // learner/advantages.h names
   double rl_clip_high = 0.0;          // 0: rl_clip_eps
   int64_t rl_lr_warmup_steps = 0;

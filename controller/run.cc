@@ -336,11 +336,13 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
   if (!verdicts.ok()) return verdicts.status();
   const RewardWeights weights{config_.reward_correct, config_.reward_format};
   out.rewards.resize(out.groups.size());
+  out.correct_flags.resize(out.groups.size());
   size_t k = 0;
   for (size_t i = 0; i < out.groups.size(); ++i) {
     for (const v1::Completion& c : out.groups[i]) {
       const v1::Verdict& verdict = (*verdicts)[k++];
       out.correct += verdict.correct() ? 1 : 0;
+      out.correct_flags[i].push_back(verdict.correct());
       const double r = ComputeReward(weights, {verdict.score(), c.text()}).total;
       out.rewards[i].push_back(r);
       out.reward_sum += r;
@@ -414,12 +416,50 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   if (!kept_advantages.ok()) return kept_advantages.status();
   v1::TrainBatch batch;
   batch.set_step(step);
-  batch.set_objective(v1::OBJECTIVE_POLICY_GRADIENT);
+  batch.set_objective(config_.rl_objective == "rft" ? v1::OBJECTIVE_SFT
+                                                    : v1::OBJECTIVE_POLICY_GRADIENT);
   batch.set_behavior_version(version_);
-  for (size_t kg = 0; kg < kept.size(); ++kg) {
+  if (config_.rl_objective == "rft") {
+    // Rejection-sampling fine-tuning: SFT on one accepted (correct) sample
+    // per generated group, the best-rewarded or the shortest.
+    for (const ScoredGroups& r : rounds) {
+      for (size_t i = 0; i < r.groups.size(); ++i) {
+        int best = -1;
+        for (size_t j = 0; j < r.groups[i].size(); ++j) {
+          if (!r.correct_flags[i][j]) continue;
+          const v1::Completion& c = r.groups[i][j];
+          if (config_.rl_rft_select == "shortest_correct") {
+            if (best < 0 || c.token_ids_size() < r.groups[i][best].token_ids_size()) {
+              best = static_cast<int>(j);
+            }
+          } else if (best < 0 || r.rewards[i][j] > r.rewards[i][best]) {
+            best = static_cast<int>(j);
+          }
+        }
+        if (best < 0) continue;
+        const v1::Completion& c = r.groups[i][best];
+        v1::TrainSample* sample = batch.add_samples();
+        *sample->mutable_prompt_token_ids() = c.prompt_token_ids();
+        *sample->mutable_response_token_ids() = c.token_ids();
+        sample->set_reward(static_cast<float>(r.rewards[i][best]));
+      }
+    }
+  }
+  for (size_t kg = 0; config_.rl_objective != "rft" && kg < kept.size(); ++kg) {
     const std::vector<v1::Completion>& group = kept[kg].round->groups[kept[kg].index];
     for (size_t j = 0; j < group.size(); ++j) {
       const v1::Completion& c = group[j];
+      // Filters after the advantages (the group statistics still count the
+      // sample): truncated samples (DAPO's overlong filtering) and samples
+      // without a well-formed final answer leave the loss.
+      if (config_.rl_drop_truncated && c.finish_reason() == v1::FINISH_REASON_LENGTH) {
+        ++m.samples_filtered;
+        continue;
+      }
+      if (config_.rl_require_format && !HasWellFormedAnswer(c.text())) {
+        ++m.samples_filtered;
+        continue;
+      }
       v1::TrainSample* sample = batch.add_samples();
       *sample->mutable_prompt_token_ids() = c.prompt_token_ids();
       *sample->mutable_response_token_ids() = c.token_ids();

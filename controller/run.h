@@ -78,6 +78,7 @@ class TrainingRun {
     std::vector<std::vector<v1::Completion>> groups;
     std::vector<std::vector<double>> rewards;
     std::vector<bool> uniform;  // every reward of the group equal
+    std::vector<std::vector<bool>> correct_flags;  // per sample: the verifier said correct
     int64_t samples = 0, tokens = 0, correct = 0;
     double reward_sum = 0.0;
     double generate_seconds = 0.0;

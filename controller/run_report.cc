@@ -46,6 +46,7 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["approx_kl"] = Finite(m.approx_kl);
   j["skipped"] = m.skipped;
   j["refill_rounds"] = m.refill_rounds;
+  j["samples_filtered"] = m.samples_filtered;
   return j.dump();
 }
 

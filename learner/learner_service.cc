@@ -26,8 +26,10 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
   if (batch.samples_size() == 0) return absl::InvalidArgumentError("TrainBatch has no samples");
   bool pg = batch.objective() == v1::OBJECTIVE_POLICY_GRADIENT;
   options->objective = pg ? TrainObjective::kPolicyGradient : TrainObjective::kSft;
-  if (pg) {
-    // The schedule follows the batch's RL step, which every rank receives.
+  if (pg || batch.step() > 0) {
+    // RL steps (policy gradient, or SFT on accepted samples in RFT mode) use
+    // the RL schedule; it follows the batch's RL step, which every rank
+    // receives. The warm start's SFT batches (step 0) use sft.lr.
     LrSchedule schedule;
     schedule.base = config.rl_lr;
     schedule.warmup_steps = config.rl_lr_warmup_steps;

@@ -255,6 +255,58 @@ TEST_F(FakeRunTest, DynamicSamplingRefillsAtMostTheConfiguredRounds) {
   }
 }
 
+TEST_F(FakeRunTest, TruncatedAndUnformattedSamplesLeaveTheLoss) {
+  for (bool by_format : {false, true}) {
+    std::filesystem::remove_all(dir_ + "/fake_run");
+    FakeCluster cluster(1, FakeRollout::Mode::kSomeTruncated);
+    RunControl control;
+    RunConfig config = SmallConfig(dir_);
+    config.rl_skip_uniform_groups = false;
+    (by_format ? config.rl_require_format : config.rl_drop_truncated) = true;
+    TrainingRun run(config, AddressesOf(cluster), &control, Options());
+    ASSERT_TRUE(run.Run().ok());
+    int64_t filtered = 0;
+    for (const nlohmann::json& m : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
+      filtered += m["samples_filtered"].get<int64_t>();
+    }
+    EXPECT_GT(filtered, 0);
+    std::vector<v1::TrainBatch> batches = cluster.learner.batches();
+    int64_t trained = 0;
+    for (size_t i = 2; i < batches.size(); ++i) {
+      for (const v1::TrainSample& s : batches[i].samples()) {
+        std::string text(s.response_token_ids().begin(), s.response_token_ids().end());
+        EXPECT_NE(text.find("\\boxed{"), std::string::npos) << text;
+        ++trained;
+      }
+    }
+    EXPECT_EQ(trained + filtered, 3 * 16);  // 3 steps x 4 groups x 4 samples
+  }
+}
+
+TEST_F(FakeRunTest, RejectionSamplingFineTuningTrainsOnOneCorrectSamplePerGroup) {
+  for (const char* select : {"best_of_n", "shortest_correct"}) {
+    std::filesystem::remove_all(dir_ + "/fake_run");
+    FakeCluster cluster(1);
+    RunControl control;
+    RunConfig config = SmallConfig(dir_);
+    config.rl_objective = "rft";
+    config.rl_rft_select = select;
+    TrainingRun run(config, AddressesOf(cluster), &control, Options());
+    ASSERT_TRUE(run.Run().ok());
+    std::vector<v1::TrainBatch> batches = cluster.learner.batches();
+    ASSERT_GT(batches.size(), 2u);
+    for (size_t i = 2; i < batches.size(); ++i) {
+      EXPECT_EQ(batches[i].objective(), v1::OBJECTIVE_SFT);
+      EXPECT_GT(batches[i].samples_size(), 0);
+      EXPECT_LE(batches[i].samples_size(), 4);  // at most one per group
+      for (const v1::TrainSample& s : batches[i].samples()) {
+        EXPECT_GT(s.reward(), 0.0f);  // a correct sample
+        EXPECT_EQ(s.old_logprobs_size(), 0);
+      }
+    }
+  }
+}
+
 TEST_F(FakeRunTest, KeepsUniformGroupsWhenRejectionSamplingIsOff) {
   FakeCluster cluster(1, FakeRollout::Mode::kAllCorrect);
   RunControl control;

@@ -68,8 +68,10 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
   for (int i = n - 1; i >= 0; --i) {
     const uint64_t seed = SplitMix64(request->params().seed() + static_cast<uint64_t>(i));
     const bool correct = mode_ == Mode::kAllCorrect || seed % 3 != 0;
-    const std::string text = absl::StrCat("adding the columns gives \\boxed{",
-                                          correct ? sum : sum + 1, "}");
+    const bool truncated = mode_ == Mode::kSomeTruncated && seed % 4 == 1;
+    const std::string text =
+        truncated ? std::string("adding the columns gives 1 + 2 + 3 + 4 + 5 + 6")
+                  : absl::StrCat("adding the columns gives \\boxed{", correct ? sum : sum + 1, "}");
     v1::GenerateResponse response;
     v1::Completion* c = response.mutable_completion();
     c->set_prompt_id(request->prompt_id());
@@ -80,7 +82,7 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
       c->add_logprobs(-0.5f);
       c->add_weight_versions(version);
     }
-    c->set_finish_reason(v1::FINISH_REASON_STOP);
+    c->set_finish_reason(truncated ? v1::FINISH_REASON_LENGTH : v1::FINISH_REASON_STOP);
     c->set_text(text);
     c->set_seed(seed);
     if (!writer->Write(response)) break;

@@ -26,7 +26,9 @@ namespace rlpost::testing {
 class FakeRollout final : public v1::RolloutService::Service {
  public:
   // kHang: Generate blocks until the call is cancelled.
-  enum class Mode { kMixed, kAllCorrect, kFailGenerate, kHang };
+  // kSomeTruncated: like kMixed, but a quarter of the samples stop at the
+  // token budget without a boxed answer (FINISH_REASON_LENGTH).
+  enum class Mode { kMixed, kAllCorrect, kFailGenerate, kHang, kSomeTruncated };
   explicit FakeRollout(Mode mode = Mode::kMixed) : mode_(mode) {}
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
