@@ -336,13 +336,34 @@ std::vector<RawTensor> Trainer::ExportWeights() const { return impl_->model->Exp
 
 std::string Trainer::Describe() const { return impl_->model->config().Describe(); }
 
-absl::Status Trainer::SaveCheckpoint(const std::string& dir) const {
-  absl::Status s = rlpost::SaveCheckpoint(*impl_->model, dir);
+absl::Status Trainer::SaveCheckpoint(const std::string& dir_arg) const {
+  std::string dir = dir_arg;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  // Atomic: everything goes into a sibling temporary directory, which then
+  // replaces `dir` by rename; a crash leaves either the old checkpoint or
+  // the new one, never a mix (and at worst a stale temporary directory).
+  namespace fs = std::filesystem;
+  const std::string tmp = absl::StrCat(dir, ".tmp");
+  const std::string old = absl::StrCat(dir, ".old");
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  absl::Status s = rlpost::SaveCheckpoint(*impl_->model, tmp);
   if (!s.ok()) return s;
   nlohmann::json state = {{"weight_version", impl_->version}, {"optimizer_steps", impl_->steps}};
-  std::ofstream out(dir + "/trainer_state.json");
-  out << state.dump(2) << "\n";
-  if (!out) return absl::InternalError(absl::StrCat("cannot write ", dir, "/trainer_state.json"));
+  {
+    std::ofstream out(tmp + "/trainer_state.json");
+    out << state.dump(2) << "\n";
+    out.flush();
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp, "/trainer_state.json"));
+  }
+  fs::remove_all(old, ec);
+  if (fs::exists(dir)) {
+    fs::rename(dir, old, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot move ", dir, " aside: ", ec.message()));
+  }
+  fs::rename(tmp, dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", dir, ": ", ec.message()));
+  fs::remove_all(old, ec);
   return absl::OkStatus();
 }
 

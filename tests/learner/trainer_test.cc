@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "learner/learner_service.h"
 #include "learner/lr_schedule.h"
@@ -303,6 +305,20 @@ TEST(TrainerTest, CheckpointWritesHuggingFaceFiles) {
   for (const char* f : {"/config.json", "/model.safetensors", "/trainer_state.json"}) {
     EXPECT_TRUE(std::ifstream(dir + f).good()) << f;
   }
+  // Saving again replaces the checkpoint whole and leaves no temporaries;
+  // a stale temporary directory from a crash is cleared first.
+  std::filesystem::create_directories(dir + ".tmp/junk");
+  StepOptions sft;
+  sft.objective = TrainObjective::kSft;
+  sft.lr = 1e-2;
+  ASSERT_TRUE((*t)->Step(SftBatch(), sft).ok());
+  ASSERT_TRUE((*t)->SaveCheckpoint(dir + "/").ok());  // a trailing slash is fine
+  std::ifstream state(dir + "/trainer_state.json");
+  std::string text((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("\"weight_version\": 1"));
+  EXPECT_FALSE(std::filesystem::exists(dir + ".tmp"));
+  EXPECT_FALSE(std::filesystem::exists(dir + ".old"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/junk"));
 }
 
 }  // namespace
