@@ -51,6 +51,8 @@ std::vector<ConfigKey> Keys() {
       {"rl.kl_estimator", T::kString, "k3", "per-token KL estimator: k1, k2 or k3"},
       {"rl.entropy_coef", T::kDouble, "0", "entropy bonus coefficient"},
       {"rl.nll_coef", T::kDouble, "0", "NLL coefficient on positive examples (reward > 0)"},
+      {"rl.aux_loss_coef", T::kDouble, "0.01", "MoE load-balancing loss coefficient"},
+      {"rl.router_z_loss_coef", T::kDouble, "0", "MoE router z-loss coefficient"},
       {"rl.temperature", T::kDouble, "1.0", "sampling temperature"},
       {"rl.top_p", T::kDouble, "1.0", "nucleus sampling mass"},
       {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
@@ -88,6 +90,8 @@ std::vector<ConfigKey> Keys() {
        "KV blocks per worker (0 = max_batch full-context samples)"},
       {"learner.world_size", T::kInt, "1", "learner ranks (torch c10d, Gloo)"},
       {"learner.threads", T::kInt, "1", "intra-op threads per learner rank"},
+      {"learner.micro_batch_tokens", T::kInt, "4096",
+       "tokens per packed micro-batch (gradients accumulate over them)"},
       {"learner.rendezvous_timeout_s", T::kInt, "120",
        "seconds for every learner rank to join the group"},
       {"verifier.deadline_ms", T::kInt, "5000", "deadline of one verify batch"},
@@ -118,7 +122,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "model.n_experts", "model.top_k", "model.expert_hidden", "model.max_seq_len",
         "sft.batch_size", "rl.prompts_per_step", "rl.group_size", "rl.max_new_tokens",
         "rollout.workers", "rollout.threads", "rollout.max_batch", "rollout.kv_block_size",
-        "learner.world_size", "learner.threads",
+        "learner.world_size", "learner.threads", "learner.micro_batch_tokens",
         "verifier.deadline_ms", "net.rpc_timeout_ms", "net.connect_retries"}) {
     absl::Status s = Positive(c, key);
     if (!s.ok()) return s;
@@ -223,6 +227,8 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.rl_kl_coef = c.GetDouble("rl.kl_coef");
   r.rl_kl_estimator = c.GetString("rl.kl_estimator");
   r.rl_entropy_coef = c.GetDouble("rl.entropy_coef");
+  r.rl_aux_loss_coef = c.GetDouble("rl.aux_loss_coef");
+  r.rl_router_z_loss_coef = c.GetDouble("rl.router_z_loss_coef");
   r.rl_nll_coef = c.GetDouble("rl.nll_coef");
   if (r.rl_ratio != "token" && r.rl_ratio != "sequence") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -243,7 +249,8 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "config key 'rl.dual_clip' must be 0 (off) or greater than 1");
   }
   for (const char* key : {"rl.clip_eps", "rl.clip_high", "rl.tis_cap", "rl.kl_coef",
-                          "rl.entropy_coef", "rl.nll_coef"}) {
+                          "rl.entropy_coef", "rl.nll_coef", "rl.aux_loss_coef",
+                          "rl.router_z_loss_coef"}) {
     if (c.GetDouble(key) < 0) {
       return absl::InvalidArgumentError(absl::StrCat("config key '", key, "' must not be negative"));
     }
@@ -298,6 +305,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   }
   r.learner_world_size = c.GetInt("learner.world_size");
   r.learner_threads = c.GetInt("learner.threads");
+  r.learner_micro_batch_tokens = c.GetInt("learner.micro_batch_tokens");
   r.verifier_deadline_ms = c.GetInt("verifier.deadline_ms");
   r.rpc_timeout_ms = c.GetInt("net.rpc_timeout_ms");
   r.connect_retries = c.GetInt("net.connect_retries");

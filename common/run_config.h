@@ -76,6 +76,8 @@ struct RunConfig {
   std::string rl_kl_estimator = "k3";
   double rl_entropy_coef = 0.0;
   double rl_nll_coef = 0.0;
+  double rl_aux_loss_coef = 0.01;
+  double rl_router_z_loss_coef = 0.0;
   // reward
   double reward_correct = 1.0;
   double reward_format = 0.0;
@@ -96,6 +98,7 @@ struct RunConfig {
   int64_t rollout_kv_blocks = 0;
   int64_t learner_world_size = 1;
   int64_t learner_threads = 1;
+  int64_t learner_micro_batch_tokens = 4096;
   int64_t learner_rendezvous_timeout_s = 120;
   int64_t verifier_deadline_ms = 5000;
   int64_t rpc_timeout_ms = 120000;

@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 
@@ -59,19 +60,43 @@ int ProcessGroupHandle::world_size() const { return impl_->world; }
 absl::Status ProcessGroupHandle::AllReduceSum(std::vector<at::Tensor>& tensors) {
   if (tensors.empty()) return absl::OkStatus();
   try {
-    // One flat buffer: a single collective per step.
-    std::vector<at::Tensor> flat{at::cat(
-        [&] {
-          std::vector<at::Tensor> parts;
-          for (auto& t : tensors) parts.push_back(t.reshape({-1}));
-          return parts;
-        }())};
-    impl_->pg->allreduce(flat)->wait();
-    int64_t offset = 0;
-    for (auto& t : tensors) {
-      int64_t n = t.numel();
-      t.copy_(flat[0].narrow(0, offset, n).view_as(t));
-      offset += n;
+    // Tensors are flattened into buckets of one dtype and at most
+    // kAllReduceBucketBytes (a larger tensor gets a bucket of its own); every
+    // bucket's all-reduce is started before any is waited on, so transfers
+    // overlap each other and the copies.
+    struct Bucket {
+      std::vector<size_t> members;
+      int64_t bytes = 0;
+      std::vector<at::Tensor> flat;
+      c10::intrusive_ptr<c10d::Work> work;
+    };
+    std::vector<Bucket> buckets;
+    std::map<at::ScalarType, size_t> open;  // dtype -> bucket being filled
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const at::ScalarType type = tensors[i].scalar_type();
+      const int64_t bytes = tensors[i].numel() * static_cast<int64_t>(tensors[i].element_size());
+      auto it = open.find(type);
+      if (it == open.end() || buckets[it->second].bytes + bytes > kAllReduceBucketBytes) {
+        buckets.emplace_back();
+        it = open.insert_or_assign(type, buckets.size() - 1).first;
+      }
+      buckets[it->second].members.push_back(i);
+      buckets[it->second].bytes += bytes;
+    }
+    for (Bucket& b : buckets) {
+      std::vector<at::Tensor> parts;
+      for (size_t i : b.members) parts.push_back(tensors[i].reshape({-1}));
+      b.flat.push_back(parts.size() == 1 ? parts[0].clone() : at::cat(parts));
+      b.work = impl_->pg->allreduce(b.flat);
+    }
+    for (Bucket& b : buckets) {
+      b.work->wait();
+      int64_t offset = 0;
+      for (size_t i : b.members) {
+        const int64_t n = tensors[i].numel();
+        tensors[i].copy_(b.flat[0].narrow(0, offset, n).view_as(tensors[i]));
+        offset += n;
+      }
     }
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("gradient all-reduce failed: ", e.what()));

@@ -35,6 +35,9 @@ class ProcessGroupHandle {
   int rank() const;
   int world_size() const;
 
+  // Sums the tensors across ranks in place, in buckets of at most this many
+  // bytes per dtype.
+  static constexpr int64_t kAllReduceBucketBytes = 25 << 20;
   // Sums the tensors across ranks in place.
   absl::Status AllReduceSum(std::vector<at::Tensor>& tensors);
   // Rank 0 sends `*bytes`; other ranks receive into it.

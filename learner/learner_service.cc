@@ -55,6 +55,9 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
   options->kl_estimator = *kl;
   options->entropy_coef = config.rl_entropy_coef;
   options->nll_coef = config.rl_nll_coef;
+  options->aux_loss_coef = config.rl_aux_loss_coef;
+  options->router_z_loss_coef = config.rl_router_z_loss_coef;
+  options->micro_batch_tokens = config.learner_micro_batch_tokens;
   options->temperature = pg ? config.rl_temperature : 1.0;
   options->grad_clip = config.grad_clip;
   examples->clear();

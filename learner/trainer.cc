@@ -13,6 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "learner/collective.h"
+#include "learner/packed_batch.h"
+#include "learner/packing.h"
 #include "learner/policy_loss.h"
 #include "model/checkpoint.h"
 #include "model/moe_transformer.h"
@@ -34,7 +36,105 @@ struct Trainer::Impl {
   ProcessGroupHandle* group = nullptr;
   int64_t version = 0;
   int64_t steps = 0;
+
+  // The loss of one packed micro-batch, scaled so that micro-batches and
+  // ranks sum to the whole batch's loss; adds its statistics to `local`
+  // (see Step).
+  at::Tensor MicroBatchLoss(const PackedRow& row, const StepOptions& options,
+                            const LossScale& scale, int64_t global_positions, at::Tensor& local);
 };
+
+at::Tensor Trainer::Impl::MicroBatchLoss(const PackedRow& row, const StepOptions& options,
+                                         const LossScale& scale, int64_t global_positions,
+                                         at::Tensor& local) {
+  const ModelConfig& config = model->config();
+  const bool sft = options.objective == TrainObjective::kSft;
+  ForwardOptions fo;
+  fo.segments = &row.segments;
+  fo.logit_rows = &row.logit_rows;
+  if (!row.replay.empty()) {
+    fo.replay_expert_ids = &row.replay;
+    fo.replay_token_mask = &row.replay_rows;
+  }
+  ForwardOutput out = model->Forward(row.tokens, row.positions, row.key_mask, fo);
+  at::Tensor logits = out.logits;  // [N, vocab]
+  if (options.temperature > 0 && options.temperature != 1.0) logits = logits / options.temperature;
+  const at::Tensor logp_all = at::log_softmax(logits, -1);
+  const at::Tensor logp_flat = logp_all.gather(-1, row.targets.unsqueeze(-1)).squeeze(-1);
+  const at::Tensor logp = ToGrid(row, logp_flat);  // [S, L]
+  const at::Tensor& mask = row.mask;
+
+  at::Tensor loss;
+  if (sft) {
+    at::Tensor loss_sum = -logp_flat.sum();
+    local[0] += loss_sum.detach().to(at::kDouble);
+    loss = loss_sum / static_cast<double>(scale.global_tokens);
+  } else {
+    PolicyLossTerms pg =
+        PolicyGradientLoss(logp, row.old_logprobs, row.advantages, mask, options.policy);
+    at::Tensor token_loss = pg.token_loss;
+    if (options.nll_coef > 0) token_loss = token_loss - options.nll_coef * logp * row.positive;
+    // Per-token entropy of the sampling distribution: reported, and a bonus
+    // when entropy_coef > 0 (only then does it carry a gradient).
+    at::Tensor entropy;
+    {
+      at::AutoGradMode grad_mode(options.entropy_coef > 0);
+      entropy = ToGrid(row, -(at::exp(logp_all) * logp_all).sum(-1));
+    }
+    if (options.entropy_coef > 0) token_loss = token_loss - options.entropy_coef * entropy;
+    if (options.kl_coef > 0) {
+      at::Tensor ref_logp;
+      {
+        torch::NoGradGuard no_grad;
+        ForwardOptions ro;
+        ro.segments = &row.segments;
+        ro.logit_rows = &row.logit_rows;
+        ro.router_losses = false;
+        at::Tensor ref_logits = reference->Forward(row.tokens, row.positions, row.key_mask, ro).logits;
+        if (options.temperature > 0 && options.temperature != 1.0) {
+          ref_logits = ref_logits / options.temperature;
+        }
+        ref_logp = ToGrid(
+            row, at::log_softmax(ref_logits, -1).gather(-1, row.targets.unsqueeze(-1)).squeeze(-1));
+      }
+      // Samples come from the policy: log-ratio r = log q - log p.
+      const at::Tensor r = ref_logp - logp;
+      at::Tensor kl;
+      switch (options.kl_estimator) {
+        case KlEstimator::kK1: kl = -r; break;
+        case KlEstimator::kK2: kl = 0.5 * r * r; break;
+        case KlEstimator::kK3: kl = at::expm1(r) - r; break;
+      }
+      token_loss = token_loss + options.kl_coef * kl;
+      local[5] += (kl.detach() * mask).sum().to(at::kDouble);
+    }
+    local[0] += (token_loss.detach() * mask).sum().to(at::kDouble);
+    loss = AggregateLoss(token_loss, mask, scale);
+    torch::NoGradGuard no_grad;
+    at::Tensor neg = -(logp - row.old_logprobs).detach();
+    local[1] += pg.clipped.sum().to(at::kDouble);
+    local[2] += ((at::exp(neg) - 1.0 - neg) * mask).sum().to(at::kDouble);
+    local[6] += (entropy.detach() * mask).sum().to(at::kDouble);
+  }
+  // Router losses: each micro-batch's is weighted by its share of the
+  // global batch's token positions.
+  const double share = static_cast<double>(row.tokens.numel()) / static_cast<double>(global_positions);
+  if (options.aux_loss_coef > 0) loss = loss + options.aux_loss_coef * share * out.aux_loss;
+  if (options.router_z_loss_coef > 0) loss = loss + options.router_z_loss_coef * share * out.z_loss;
+  if (config.mtp_layers > 0 && row.mtp_rows.numel() > 0) {
+    // The MTP head at column c predicts token c + 2 of the same sequence.
+    at::Tensor mtp_logits = model->MtpForward(out.hidden, row.mtp_next, row.positions,
+                                              row.key_mask, nullptr, /*train_shared=*/sft,
+                                              &row.segments, &row.mtp_rows);
+    at::Tensor mtp_sum = -at::log_softmax(mtp_logits, -1)
+                              .gather(-1, row.mtp_targets.unsqueeze(-1))
+                              .sum();
+    local[3] += mtp_sum.detach().to(at::kDouble);
+    local[4] += static_cast<double>(row.mtp_rows.numel());
+    loss = loss + options.mtp_loss_coef * mtp_sum / static_cast<double>(scale.global_tokens);
+  }
+  return loss;
+}
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() = default;
@@ -133,156 +233,37 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       if (!s.ok()) return s;
       impl_->reference->eval();
     }
-    std::vector<const TrainExample*> mine;
-    for (size_t i = rank; i < batch.size(); i += static_cast<size_t>(world)) mine.push_back(&batch[i]);
+    std::vector<int64_t> lengths;
+    int64_t global_positions = 0;
+    for (const TrainExample& ex : batch) {
+      lengths.push_back(static_cast<int64_t>(ex.prompt.size() + ex.response.size()));
+      global_positions += lengths.back();
+    }
+    const std::vector<int64_t> mine = BalanceAcrossRanks(lengths, world)[static_cast<size_t>(rank)];
+    LossScale scale;
+    scale.mode = options.aggregation;
+    scale.global_tokens = global_tokens;
+    scale.global_sequences = static_cast<int64_t>(batch.size());
+    scale.norm_length = options.norm_length;
 
     // [loss_sum, clipped, kl_sum, mtp_loss_sum, mtp_tokens, ref_kl_sum,
     // entropy_sum] over this rank's tokens.
     at::Tensor local = at::zeros({7}, at::kDouble);
-    if (!mine.empty()) {
-      std::vector<std::vector<int>> seqs;
-      for (const TrainExample* ex : mine) {
-        std::vector<int> s = ex->prompt;
-        s.insert(s.end(), ex->response.begin(), ex->response.end());
-        seqs.push_back(std::move(s));
-      }
-      PaddedBatch pb = LeftPad(seqs);
-      int64_t b = pb.tokens.size(0), t = pb.tokens.size(1);
-      // Router replay: response positions use the experts the rollout
-      // recorded; prompt positions (not recorded) route as usual.
-      std::vector<at::Tensor> replay;
-      at::Tensor replay_rows;
-      bool any_replay = false;
-      for (const TrainExample* ex : mine) any_replay |= !ex->routed_experts.empty();
-      ForwardOptions fo;
-      if (any_replay) {
-        const int64_t k = config.top_k;
-        replay_rows = at::zeros({b * t}, at::kBool);
-        bool* rows = replay_rows.data_ptr<bool>();
-        replay.resize(static_cast<size_t>(config.n_layers));
-        int64_t offset = 0;  // of this layer's ids within a token's record
-        for (int64_t l = 0; l < config.n_layers; ++l) {
-          if (!config.IsMoeLayer(l)) continue;
-          at::Tensor ids = at::zeros({b * t, k}, at::kLong);
-          int64_t* d = ids.data_ptr<int64_t>();
-          for (int64_t i = 0; i < b; ++i) {
-            const TrainExample& ex = *mine[i];
-            if (ex.routed_experts.empty()) continue;
-            const int64_t pad = t - static_cast<int64_t>(seqs[i].size());
-            const int64_t width = static_cast<int64_t>(ex.routed_experts.size()) /
-                                  static_cast<int64_t>(ex.response.size());
-            for (size_t j = 0; j < ex.response.size(); ++j) {
-              const int64_t row =
-                  i * t + pad + static_cast<int64_t>(ex.prompt.size()) - 1 + static_cast<int64_t>(j);
-              rows[row] = true;
-              for (int64_t e = 0; e < k; ++e) {
-                d[row * k + e] = ex.routed_experts[j * width + offset + e];
-              }
-            }
-          }
-          replay[l] = ids;
-          offset += k;
-        }
-        fo.replay_expert_ids = &replay;
-        fo.replay_token_mask = &replay_rows;
-      }
-      ForwardOutput out = impl_->model->Forward(pb.tokens, pb.positions, pb.mask, fo);
-      at::Tensor logits = out.logits.narrow(1, 0, t - 1);
-      if (options.temperature > 0 && options.temperature != 1.0) logits = logits / options.temperature;
-      at::Tensor logp_all = at::log_softmax(logits, -1);
-      at::Tensor target = pb.tokens.narrow(1, 1, t - 1);
-      at::Tensor logp = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1);  // [B, T-1]
-
-      at::Tensor resp_mask = at::zeros({b, t - 1}, at::kFloat);
-      at::Tensor old = at::zeros({b, t - 1}, at::kFloat);
-      at::Tensor adv = at::zeros({b, 1}, at::kFloat);
-      auto m = resp_mask.accessor<float, 2>();
-      auto o = old.accessor<float, 2>();
-      auto a = adv.accessor<float, 2>();
-      for (int64_t i = 0; i < b; ++i) {
-        const TrainExample& ex = *mine[i];
-        int64_t pad = t - static_cast<int64_t>(seqs[i].size());
-        int64_t first = pad + static_cast<int64_t>(ex.prompt.size()) - 1;  // predicts response[0]
-        for (size_t j = 0; j < ex.response.size(); ++j) {
-          m[i][first + j] = 1.0f;
-          if (options.objective == TrainObjective::kPolicyGradient) o[i][first + j] = ex.old_logprobs[j];
-        }
-        a[i][0] = ex.advantage;
-      }
-      at::Tensor loss;
-      if (options.objective == TrainObjective::kSft) {
-        at::Tensor loss_sum = (-logp * resp_mask).sum();
-        local[0] = loss_sum.detach().to(at::kDouble);
-        loss = loss_sum / static_cast<double>(global_tokens);
-      } else {
-        PolicyLossTerms pg = PolicyGradientLoss(logp, old, adv, resp_mask, options.policy);
-        at::Tensor token_loss = pg.token_loss;
-        at::Tensor positive = at::zeros({b, 1}, at::kFloat);
-        auto pos = positive.accessor<float, 2>();
-        for (int64_t i = 0; i < b; ++i) pos[i][0] = mine[i]->reward > 0 ? 1.0f : 0.0f;
-        if (options.nll_coef > 0) token_loss = token_loss - options.nll_coef * logp * positive;
-        // Per-token entropy of the sampling distribution: reported, and a
-        // bonus when entropy_coef > 0.
-        const at::Tensor entropy = -(at::exp(logp_all) * logp_all).sum(-1);
-        if (options.entropy_coef > 0) token_loss = token_loss - options.entropy_coef * entropy;
-        if (options.kl_coef > 0) {
-          at::Tensor ref_logp;
-          {
-            torch::NoGradGuard no_grad;
-            at::Tensor ref_logits =
-                impl_->reference->Forward(pb.tokens, pb.positions, pb.mask, nullptr)
-                    .logits.narrow(1, 0, t - 1);
-            if (options.temperature > 0 && options.temperature != 1.0) {
-              ref_logits = ref_logits / options.temperature;
-            }
-            ref_logp = at::log_softmax(ref_logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1);
-          }
-          // Samples come from the policy: log-ratio r = log q - log p.
-          const at::Tensor r = ref_logp - logp;
-          at::Tensor kl;
-          switch (options.kl_estimator) {
-            case KlEstimator::kK1: kl = -r; break;
-            case KlEstimator::kK2: kl = 0.5 * r * r; break;
-            case KlEstimator::kK3: kl = at::expm1(r) - r; break;
-          }
-          token_loss = token_loss + options.kl_coef * kl;
-          local[5] = (kl.detach() * resp_mask).sum().to(at::kDouble);
-        }
-        at::Tensor loss_sum = (token_loss * resp_mask).sum();
-        local[0] = loss_sum.detach().to(at::kDouble);
-        LossScale scale;
-        scale.mode = options.aggregation;
-        scale.global_tokens = global_tokens;
-        scale.global_sequences = static_cast<int64_t>(batch.size());
-        scale.norm_length = options.norm_length;
-        loss = AggregateLoss(token_loss, resp_mask, scale);
-        torch::NoGradGuard no_grad;
-        at::Tensor neg = -(logp - old).detach();
-        at::Tensor k3 = (at::exp(neg) - 1.0 - neg) * resp_mask;
-        local[1] = pg.clipped.sum().to(at::kDouble);
-        local[2] = k3.sum().to(at::kDouble);
-        local[6] = (entropy.detach() * resp_mask).sum().to(at::kDouble);
-      }
-      loss = loss + options.aux_loss_coef * out.aux_loss / static_cast<double>(world);
-      if (config.mtp_layers > 0 && t > 2) {
-        // Column i predicts token i+2; it counts where token i+2 is a response token.
-        bool sft = options.objective == TrainObjective::kSft;
-        at::Tensor mtp_logits = impl_->model->MtpForward(
-            out.hidden.narrow(1, 0, t - 2), pb.tokens.narrow(1, 1, t - 2),
-            pb.positions.narrow(1, 0, t - 2), pb.mask.narrow(1, 0, t - 2), nullptr,
-            /*train_shared=*/sft);
-        at::Tensor mtp_target = pb.tokens.narrow(1, 2, t - 2);
-        at::Tensor mtp_ce = -at::log_softmax(mtp_logits, -1)
-                                 .gather(-1, mtp_target.unsqueeze(-1))
-                                 .squeeze(-1);
-        at::Tensor mtp_mask = resp_mask.narrow(1, 1, t - 2);
-        at::Tensor mtp_sum = (mtp_ce * mtp_mask).sum();
-        local[3] = mtp_sum.detach().to(at::kDouble);
-        local[4] = mtp_mask.sum().to(at::kDouble);
-        loss = loss + options.mtp_loss_coef * mtp_sum / static_cast<double>(global_tokens);
-      }
+    int64_t computed_positions = 0, real_positions = 0;
+    for (const std::vector<int64_t>& micro : PlanMicroBatches(lengths, mine, options.micro_batch_tokens)) {
+      std::vector<const TrainExample*> examples;
+      for (int64_t i : micro) examples.push_back(&batch[static_cast<size_t>(i)]);
+      const PackedRow row = PackExamples(examples, config);
+      computed_positions += row.tokens.numel();
+      for (int64_t n : row.segments) real_positions += n;
+      at::Tensor loss = impl_->MicroBatchLoss(row, options, scale, global_positions, local);
       loss.backward();
+      ++stats.micro_batches;
     }
+    stats.padding_fraction =
+        computed_positions > 0
+            ? static_cast<double>(computed_positions - real_positions) / computed_positions
+            : 0.0;
 
     std::vector<at::Tensor> grads;
     for (at::Tensor& p : impl_->model->parameters()) {

@@ -4,10 +4,13 @@
 // one or more data-parallel ranks. Plain types in the API; LibTorch inside.
 //
 // Every rank holds a Trainer with identical initial weights and calls Step()
-// with the same global batch; rank r trains on examples r, r+N, r+2N, ...
-// and gradients are summed across ranks, each rank's loss being divided by
-// the global token count, so N ranks compute exactly the gradient of one rank
-// over the whole batch. Not thread-safe: one caller at a time.
+// with the same global batch. The examples are spread over ranks by token
+// count and each rank packs its share into micro-batches of at most
+// StepOptions::micro_batch_tokens tokens (learner/packing.h): one packed row
+// per micro-batch, no padding, gradients accumulated. Every loss term is a
+// sum divided by global counts (tokens, sequences), so micro-batches and
+// ranks add up to exactly the gradient of one pass over the whole batch.
+// Not thread-safe: one caller at a time.
 
 #include <cstdint>
 #include <memory>
@@ -56,7 +59,12 @@ struct StepOptions {
   double entropy_coef = 0.0;    // entropy bonus (subtracted from the loss)
   double nll_coef = 0.0;        // NLL on positive examples (reward > 0)
   double temperature = 1.0;     // logits are divided by it, as when sampling
-  double aux_loss_coef = 0.01;  // MoE load balancing
+  // MoE router losses: load balancing (1.0 = balanced) and z-loss, each a
+  // token-weighted mean over micro-batches.
+  double aux_loss_coef = 0.01;
+  double router_z_loss_coef = 0.0;
+  // Tokens (prompt + response) per micro-batch; <= 0: one per rank.
+  int64_t micro_batch_tokens = 4096;
   // Multi-token-prediction loss (models with an MTP block): cross-entropy of
   // the token after next on response tokens. SFT steps train the whole model
   // with it (DeepSeek-V3 style); policy-gradient steps train the MTP block
@@ -78,6 +86,10 @@ struct StepStats {
   double entropy = 0.0;        // PG: mean per-token entropy of the policy
   double mtp_loss = 0.0;       // MTP cross-entropy per predicted token (0 without MTP)
   int64_t tokens = 0;          // response tokens in the global batch
+  int64_t micro_batches = 0;   // this rank's forward/backward passes
+  // Of the token positions this rank's forwards computed, the fraction that
+  // held no token of the batch (padding).
+  double padding_fraction = 0.0;
   int64_t weight_version = 0;  // version after the step
 };
 

@@ -78,16 +78,38 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
   } else if (kv.paged != nullptr) {
     std::tie(k, v) = kv.paged->Update(layer, k, v);
   }
+  at::Tensor out;
+  if (kv.segments == nullptr) {
+    out = Attend(q, k, v, mask);
+  } else {
+    // Packed row: each sequence attends only to itself, so no FLOPs go to
+    // pairs of tokens from different sequences.
+    TORCH_CHECK(b == 1, "packed attention takes one row, got ", b);
+    std::vector<at::Tensor> parts;
+    int64_t offset = 0;
+    for (int64_t n : *kv.segments) {
+      parts.push_back(Attend(q.narrow(2, offset, n), k.narrow(2, offset, n),
+                             v.narrow(2, offset, n), mask.narrow(2, 0, n).narrow(3, 0, n)));
+      offset += n;
+    }
+    TORCH_CHECK(offset == t, "packed segments cover ", offset, " of ", t, " columns");
+    out = parts.size() == 1 ? parts[0] : at::cat(parts, 2);
+  }
+  return o_proj_->forward(out.transpose(1, 2).reshape({b, t, h * hd}));
+}
+
+at::Tensor AttentionImpl::Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& mask) const {
   // Grouped-query attention without copying keys/values: the g = h / kvh
   // query heads that share a key/value head are stacked along the time axis.
-  int64_t g = h / kvh, l = k.size(2);
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), hd = q.size(3);
+  const int64_t kvh = k.size(1), g = h / kvh, l = k.size(2);
   at::Tensor qg = q.reshape({b, kvh, g * t, hd});
   at::Tensor scores = at::matmul(qg, k.transpose(-2, -1)).view({b, h, t, l}) /
                       std::sqrt(static_cast<double>(hd));
   scores = scores.masked_fill(mask.logical_not(), kMaskedScore);
   at::Tensor probs = at::softmax(scores, -1).view({b, kvh, g * t, l});
-  at::Tensor out = at::matmul(probs, v).view({b, h, t, hd});
-  return o_proj_->forward(out.transpose(1, 2).reshape({b, t, h * hd}));
+  return at::matmul(probs, v).view({b, h, t, hd});
 }
 
 SwiGluImpl::SwiGluImpl(int64_t d_model, int64_t hidden) {

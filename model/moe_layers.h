@@ -11,6 +11,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "model/model_config.h"
 
@@ -21,9 +22,13 @@ struct PagedForward;
 
 // Where attention keeps keys/values across forward calls: nowhere (training,
 // scoring), a column-aligned KvCache, or paged blocks (the rollout engine).
+// `segments` (training on packed rows): the batch is one row holding several
+// sequences of these lengths back to back; attention stays within each of
+// them and no cache is used.
 struct KvAccess {
   KvCache* cache = nullptr;
   const PagedForward* paged = nullptr;
+  const std::vector<int64_t>* segments = nullptr;
 };
 
 // What one MoE layer did: inputs for the learner's router losses and for
@@ -61,12 +66,17 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
   // x [B,T,D]; cos/sin [B,T,head_dim]; mask [B,1,T,L] bool (true = attend).
-  // With a cache, keys/values are written at its current length for `layer`;
+  // With packed segments, mask is a causal [1,1,M,M] for the longest one and
+  // each segment attends through its top-left corner. With a cache, keys/values are written at its current length for `layer`;
   // with paged access, at the rows' slots (see paged_kv.h).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                      const at::Tensor& mask, const KvAccess& kv, int64_t layer);
 
  private:
+  // q [B,h,T,hd], k/v [B,kvh,L,hd], mask [B,1,T,L] -> [B,h,T,hd].
+  at::Tensor Attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                    const at::Tensor& mask) const;
+
   ModelConfig config_;
   torch::nn::Linear q_proj_{nullptr}, k_proj_{nullptr}, v_proj_{nullptr}, o_proj_{nullptr};
   RmsNorm q_norm_{nullptr}, k_norm_{nullptr};

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -132,6 +133,21 @@ at::Tensor MoeTransformerImpl::AttentionMask(const at::Tensor& key_mask, int64_t
       key_mask.unsqueeze(1).unsqueeze(1));  // [B,1,T,L]
 }
 
+at::Tensor MoeTransformerImpl::PackedMask(const std::vector<int64_t>& segments, int64_t b,
+                                          int64_t t, const at::Device& device) {
+  TORCH_CHECK(b == 1, "a packed forward takes one row, got ", b);
+  int64_t total = 0, longest = 0;
+  for (int64_t n : segments) {
+    TORCH_CHECK(n > 0, "packed segment of length ", n);
+    total += n;
+    longest = std::max(longest, n);
+  }
+  TORCH_CHECK(total == t, "packed segments cover ", total, " of ", t, " columns");
+  return at::ones({longest, longest}, at::TensorOptions().dtype(at::kBool).device(device))
+      .tril()
+      .view({1, 1, longest, longest});
+}
+
 at::Tensor MoeTransformerImpl::OutputHead(const at::Tensor& normed_hidden, bool detach_weight) {
   at::Tensor w = config_.tie_word_embeddings ? embed_tokens_->weight : lm_head_->weight;
   return at::linear(normed_hidden, detach_weight ? w.detach() : w);
@@ -148,10 +164,16 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
   int64_t past = cache != nullptr ? cache->length : 0;
   at::Tensor x = embed_tokens_->forward(tokens);
   auto [cos, sin] = Rotary(paged != nullptr ? paged->positions : positions, x.scalar_type());
-  at::Tensor mask = paged != nullptr ? paged->attn_mask : AttentionMask(key_mask, past, t);
+  const std::vector<int64_t>* segments = options.segments;
+  TORCH_CHECK(segments == nullptr || (cache == nullptr && paged == nullptr),
+              "Forward: packed segments with a KV cache");
+  at::Tensor mask = paged != nullptr      ? paged->attn_mask
+                    : segments != nullptr ? PackedMask(*segments, b, t, tokens.device())
+                                          : AttentionMask(key_mask, past, t);
   KvAccess kv;
   kv.cache = cache;
   kv.paged = paged;
+  kv.segments = segments;
 
   ForwardOutput out;
   at::Tensor aux = at::zeros({}, x.options()), z = at::zeros({}, x.options());
@@ -180,7 +202,12 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
   }
   if (cache != nullptr) cache->length = past + t;
   out.hidden = x;
-  out.logits = OutputHead(norm_->forward(x));
+  if (options.logit_rows != nullptr) {
+    at::Tensor rows = x.reshape({b * t, x.size(2)}).index_select(0, *options.logit_rows);
+    out.logits = OutputHead(norm_->forward(rows));
+  } else {
+    out.logits = OutputHead(norm_->forward(x));
+  }
   double denom = static_cast<double>(std::max<int64_t>(moe_layers, 1));
   out.aux_loss = aux.to(x.scalar_type()) / denom;
   out.z_loss = z.to(x.scalar_type()) / denom;
@@ -189,7 +216,9 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
 
 at::Tensor MoeTransformerImpl::MtpForward(const at::Tensor& hidden, const at::Tensor& next_tokens,
                                           const at::Tensor& positions, const at::Tensor& key_mask,
-                                          KvCache* cache, bool train_shared) {
+                                          KvCache* cache, bool train_shared,
+                                          const std::vector<int64_t>* segments,
+                                          const at::Tensor* logit_rows) {
   TORCH_CHECK(!mtp_.is_empty(), "this model has no multi-token-prediction block");
   if (absl::Status s = CheckTokenIds(next_tokens); !s.ok()) TORCH_CHECK(false, s.message());
   int64_t b = hidden.size(0), t = hidden.size(1);
@@ -202,10 +231,15 @@ at::Tensor MoeTransformerImpl::MtpForward(const at::Tensor& hidden, const at::Te
   auto [cos, sin] = Rotary(positions, x.scalar_type());
   RoutingContext routing;
   routing.token_mask = key_mask.narrow(1, past, t).reshape({b * t});
+  TORCH_CHECK(segments == nullptr || cache == nullptr, "MtpForward: packed segments with a KV cache");
   KvAccess kv;
   kv.cache = cache;
-  x = mtp_->block_->forward(x, cos, sin, AttentionMask(key_mask, past, t), kv, 0, routing);
+  kv.segments = segments;
+  at::Tensor mask = segments != nullptr ? PackedMask(*segments, b, t, hidden.device())
+                                        : AttentionMask(key_mask, past, t);
+  x = mtp_->block_->forward(x, cos, sin, mask, kv, 0, routing);
   if (cache != nullptr) cache->length = past + t;
+  if (logit_rows != nullptr) x = x.reshape({b * t, x.size(2)}).index_select(0, *logit_rows);
   return OutputHead(mtp_->head_norm_->forward(x), /*detach_weight=*/!train_shared);
 }
 

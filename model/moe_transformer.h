@@ -52,13 +52,21 @@ struct ForwardOptions {
   // [B*T] bool: the tokens replay applies to (null = all); the others route
   // as usual, e.g. prompt tokens whose routing the rollout did not record.
   const at::Tensor* replay_token_mask = nullptr;
+  // Packed training rows (learner): tokens is one row [1,T] holding
+  // sequences of these lengths back to back; positions restart at 0 in each,
+  // key_mask is all true, and attention stays within each sequence. No cache.
+  const std::vector<int64_t>* segments = nullptr;
+  // [N] int64 indices into the B*T flattened columns: logits are computed
+  // only there and come back as [N, vocab] (the learner needs them only
+  // where a response token is predicted). Null: every column, [B,T,vocab].
+  const at::Tensor* logit_rows = nullptr;
   bool record_routing = false;  // fill ForwardOutput::routing
   // aux_loss and z_loss; sampling has no use for them, so it turns them off.
   bool router_losses = true;
 };
 
 struct ForwardOutput {
-  at::Tensor logits;    // [B, T, vocab]
+  at::Tensor logits;    // [B, T, vocab], or [N, vocab] with logit_rows
   at::Tensor hidden;    // [B, T, D] last layer's output before the final norm (MTP input)
   // Scalars, zero when ForwardOptions::router_losses is off.
   at::Tensor aux_loss;  // load-balancing loss, mean over MoE layers (1.0 = balanced)
@@ -111,9 +119,13 @@ class MoeTransformerImpl : public torch::nn::Module {
   // `train_shared` false, gradients stop at `hidden` and at the shared
   // embedding and output head, so a loss on these logits trains the MTP
   // block alone (a drafter trained during RL without moving the policy).
+  // `segments` and `logit_rows` as in ForwardOptions (packed rows, logits at
+  // chosen columns only).
   at::Tensor MtpForward(const at::Tensor& hidden, const at::Tensor& next_tokens,
                         const at::Tensor& positions, const at::Tensor& key_mask, KvCache* cache,
-                        bool train_shared = true);
+                        bool train_shared = true,
+                        const std::vector<int64_t>* segments = nullptr,
+                        const at::Tensor* logit_rows = nullptr);
   // The same over paged keys/values (sampling only), kept in layer
   // `kv_layer` of the paged pool (the rollout engine gives the MTP block the
   // layer after the main model's, so it shares the sequences' block tables).
@@ -149,6 +161,10 @@ class MoeTransformerImpl : public torch::nn::Module {
   at::Tensor OutputHead(const at::Tensor& normed_hidden, bool detach_weight = false);
   std::pair<at::Tensor, at::Tensor> Rotary(const at::Tensor& positions, at::ScalarType type) const;
   static at::Tensor AttentionMask(const at::Tensor& key_mask, int64_t past, int64_t t);
+  // Causal [1,1,M,M] mask for the longest of packed `segments` (checked to
+  // cover the t columns of one row).
+  static at::Tensor PackedMask(const std::vector<int64_t>& segments, int64_t b, int64_t t,
+                               const at::Device& device);
 
   ModelConfig config_;
   torch::nn::Embedding embed_tokens_{nullptr};
