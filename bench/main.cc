@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/learner_bench.h"
 #include "bench/model_bench.h"
 #include "bench/rollout_bench.h"
 #include "bench/verifier_bench.h"
@@ -15,7 +16,11 @@ constexpr char kUsage[] =
     "subcommands:\n"
     "  model   prefill/decode tokens/s of the MoE policy (batch 1, 8, 32) for the\n"
     "          built-in config and a ~100M-parameter CPU config, and moe_efficiency:\n"
-    "          the MoE layer's FLOP rate over a dense matmul of the same active size\n";
+    "          the MoE layer's FLOP rate over a dense matmul of the same active size\n"
+    "  verifier   math pairs/s and the code sandbox's overhead over plain runs\n"
+    "  rollout    engine throughput, plain against each drafter, fixed and adaptive\n"
+    "  learner    PPO-step tokens/s against the bare forward+backward+AdamW of the same\n"
+    "             packed micro-batches (step_overhead_ratio), and padding_fraction\n";
 
 }  // namespace
 
@@ -29,6 +34,7 @@ int main(int argc, char** argv) {
   if (sub == "model") return rlpost::bench::RunModelBench(args);
   if (sub == "verifier") return rlpost::bench::RunVerifierBench(args);
   if (sub == "rollout") return rlpost::bench::RunRolloutBench(args);
+  if (sub == "learner") return rlpost::bench::RunLearnerBench(args);
   std::fprintf(stderr, "rlpost-bench: unknown subcommand '%s'\n%s", sub.c_str(), kUsage);
   return 2;
 }
