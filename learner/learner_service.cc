@@ -99,8 +99,12 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
 }
 
 LearnerServiceImpl::LearnerServiceImpl(Trainer* trainer, ProcessGroupHandle* group,
-                                       const RunConfig& config)
+                                       const RunConfig& config, const ResumePoint* resumed)
     : trainer_(trainer), group_(group), config_(config) {
+  if (resumed != nullptr) {
+    resumed_ = *resumed;
+    steps_ = resumed->optimizer_steps;
+  }
   Publish();
 }
 
@@ -187,9 +191,12 @@ grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext* /*context*/
     return ToGrpcStatus(absl::InvalidArgumentError("SaveCheckpoint needs a directory"));
   }
   std::lock_guard<std::mutex> lock(train_mu_);
-  absl::Status s = trainer_->SaveCheckpoint(request->directory());
-  if (!s.ok()) return ToGrpcStatus(s);
-  response->set_directory(request->directory());
+  CheckpointOptions options;
+  options.keep_last = request->keep_last();
+  options.client_state = request->client_state();
+  absl::StatusOr<std::string> dir = trainer_->SaveCheckpoint(request->directory(), options);
+  if (!dir.ok()) return ToGrpcStatus(dir.status());
+  response->set_directory(*dir);
   response->set_weight_version(trainer_->weight_version());
   return grpc::Status::OK;
 }
@@ -202,6 +209,8 @@ grpc::Status LearnerServiceImpl::GetInfo(grpc::ServerContext* /*context*/,
   response->set_world_size(group_ != nullptr ? group_->world_size() : 1);
   response->set_model(trainer_->Describe());
   response->set_steps(steps_);
+  response->set_resumed_from(resumed_.directory);
+  response->set_client_state(resumed_.client_state);
   return grpc::Status::OK;
 }
 

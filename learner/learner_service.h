@@ -29,8 +29,10 @@ class LearnerServiceImpl final : public v1::LearnerService::Service {
  public:
   static constexpr int kRetainedVersions = 3;
 
-  // trainer is not owned; group may be null (single rank).
-  LearnerServiceImpl(Trainer* trainer, ProcessGroupHandle* group, const RunConfig& config);
+  // trainer is not owned; group may be null (single rank). `resumed` is
+  // where the trainer was restored from (reported by GetInfo), if anywhere.
+  LearnerServiceImpl(Trainer* trainer, ProcessGroupHandle* group, const RunConfig& config,
+                     const ResumePoint* resumed = nullptr);
 
   grpc::Status Train(grpc::ServerContext* context, const v1::TrainBatch* request,
                      v1::TrainResult* response) override;
@@ -56,6 +58,7 @@ class LearnerServiceImpl final : public v1::LearnerService::Service {
   std::mutex published_mu_;
   std::map<int64_t, std::shared_ptr<const std::vector<RawTensor>>> published_;
   int64_t steps_ = 0;
+  ResumePoint resumed_;
 };
 
 // Ranks > 0: apply every batch rank 0 broadcasts until it says stop.

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -34,7 +35,7 @@ std::string EnvChain(std::initializer_list<const char*> names, const std::string
 int main(int argc, char** argv) {
   using namespace rlpost;
   InstallShutdownSignals();
-  std::string listen, port_file, config_path, help;
+  std::string listen, port_file, config_path, resume, help;
   std::string rank_s = EnvChain({"RANK", "PET_NODE_RANK", "JOB_COMPLETION_INDEX"}, "0"),
               world_s = EnvChain({"WORLD_SIZE", "PET_NNODES"}, ""),
               master_addr = EnvChain({"MASTER_ADDR", "PET_MASTER_ADDR"}, "127.0.0.1"),
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
       {"listen", &listen, "HOST:PORT to serve on (rank 0; port 0 picks a free port)"},
       {"port-file", &port_file, "write the bound port to this file (rank 0)"},
       {"config", &config_path, "run config YAML; key=value overrides follow"},
+      {"resume", &resume,
+       "trainer checkpoint (or keep-last root) to resume from; every rank reads it"},
       {"rank", &rank_s, "this rank (default $RANK or 0)"},
       {"world-size", &world_s, "number of ranks (default $WORLD_SIZE or learner.world_size)"},
       {"master-addr", &master_addr, "rendezvous host (default $MASTER_ADDR or 127.0.0.1)"},
@@ -92,6 +95,18 @@ int main(int argc, char** argv) {
     std::cerr << "rlpost-learner: " << trainer.status().message() << "\n";
     return 1;
   }
+  std::optional<ResumePoint> resumed;
+  if (!resume.empty()) {
+    absl::StatusOr<ResumePoint> point = (*trainer)->LoadCheckpoint(resume);
+    if (!point.ok()) {
+      std::cerr << "rlpost-learner: cannot resume: " << point.status().message() << "\n";
+      return 1;
+    }
+    resumed = *point;
+    RLPOST_LOG(INFO) << "resumed from " << point->directory << " at weight version "
+                     << point->weight_version << " (" << point->optimizer_steps
+                     << " optimizer steps)";
+  }
 
   if (rank > 0) {
     // A follower blocks in collectives; on SIGTERM it simply leaves.
@@ -107,7 +122,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  LearnerServiceImpl service(trainer->get(), group.get(), *config);
+  LearnerServiceImpl service(trainer->get(), group.get(), *config,
+                             resumed ? &*resumed : nullptr);
   auto host = ServerHost::Start(listen, {&service}, port_file, "rlpost-learner");
   if (!host.ok()) {
     std::cerr << "rlpost-learner: " << host.status().message() << "\n";

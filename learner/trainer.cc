@@ -6,43 +6,15 @@
 #include <torch/optim/adamw.h>
 #include <torch/utils.h>
 
-#include <filesystem>
-#include <fstream>
-
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "learner/collective.h"
 #include "learner/packed_batch.h"
 #include "learner/packing.h"
 #include "learner/policy_loss.h"
-#include "model/checkpoint.h"
+#include "learner/trainer_impl.h"
 #include "model/moe_transformer.h"
 
 namespace rlpost {
-
-struct Trainer::Impl {
-  Impl(const ModelConfig& config, const RunConfig& run)
-      : model(config),
-        optimizer(model->parameters(),
-                  torch::optim::AdamWOptions(run.rl_lr)
-                      .betas({0.9, 0.99})
-                      .weight_decay(run.weight_decay)) {}
-  MoeTransformer model;
-  torch::optim::AdamW optimizer;
-  // The frozen reference policy of the KL term: the weights at the first
-  // policy-gradient step that asks for it (after any SFT warm start).
-  MoeTransformer reference{nullptr};
-  ProcessGroupHandle* group = nullptr;
-  int64_t version = 0;
-  int64_t steps = 0;
-
-  // The loss of one packed micro-batch, scaled so that micro-batches and
-  // ranks sum to the whole batch's loss; adds its statistics to `local`
-  // (see Step).
-  at::Tensor MicroBatchLoss(const PackedRow& row, const StepOptions& options,
-                            const LossScale& scale, int64_t global_positions, at::Tensor& local);
-};
 
 at::Tensor Trainer::Impl::MicroBatchLoss(const PackedRow& row, const StepOptions& options,
                                          const LossScale& scale, int64_t global_positions,
@@ -316,36 +288,5 @@ int64_t Trainer::weight_version() const { return impl_->version; }
 std::vector<RawTensor> Trainer::ExportWeights() const { return impl_->model->ExportWeights(); }
 
 std::string Trainer::Describe() const { return impl_->model->config().Describe(); }
-
-absl::Status Trainer::SaveCheckpoint(const std::string& dir_arg) const {
-  std::string dir = dir_arg;
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  // Atomic: everything goes into a sibling temporary directory, which then
-  // replaces `dir` by rename; a crash leaves either the old checkpoint or
-  // the new one, never a mix (and at worst a stale temporary directory).
-  namespace fs = std::filesystem;
-  const std::string tmp = absl::StrCat(dir, ".tmp");
-  const std::string old = absl::StrCat(dir, ".old");
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  absl::Status s = rlpost::SaveCheckpoint(*impl_->model, tmp);
-  if (!s.ok()) return s;
-  nlohmann::json state = {{"weight_version", impl_->version}, {"optimizer_steps", impl_->steps}};
-  {
-    std::ofstream out(tmp + "/trainer_state.json");
-    out << state.dump(2) << "\n";
-    out.flush();
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp, "/trainer_state.json"));
-  }
-  fs::remove_all(old, ec);
-  if (fs::exists(dir)) {
-    fs::rename(dir, old, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot move ", dir, " aside: ", ec.message()));
-  }
-  fs::rename(tmp, dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", dir, ": ", ec.message()));
-  fs::remove_all(old, ec);
-  return absl::OkStatus();
-}
 
 }  // namespace rlpost

@@ -93,6 +93,22 @@ struct StepStats {
   int64_t weight_version = 0;  // version after the step
 };
 
+struct CheckpointOptions {
+  // > 0: `dir` is a root; the checkpoint goes to DIR/version-NNNNNNNNN,
+  // DIR/latest names it, and only the newest keep_last are kept. 0: write
+  // into `dir` itself, replacing what was there.
+  int keep_last = 0;
+  // Stored and handed back by LoadCheckpoint (the controller's data cursor).
+  std::string client_state;
+};
+
+struct ResumePoint {
+  std::string directory;  // the checkpoint loaded
+  int64_t weight_version = 0;
+  int64_t optimizer_steps = 0;
+  std::string client_state;
+};
+
 class Trainer {
  public:
   // `group` may be null (single rank); not owned.
@@ -107,8 +123,19 @@ class Trainer {
   int64_t weight_version() const;
   std::vector<RawTensor> ExportWeights() const;
   std::string Describe() const;
-  // Writes config.json, model.safetensors and trainer_state.json into dir.
-  absl::Status SaveCheckpoint(const std::string& dir) const;
+  // Writes a checkpoint (docs/checkpoints.md, "Trainer checkpoints"): the
+  // model as Hugging Face files plus optimizer state, the KL reference,
+  // counters, RNG state and `options.client_state`, each file checksummed.
+  // The directory appears atomically (written as DIR.tmp, then renamed).
+  // Returns the directory written.
+  absl::StatusOr<std::string> SaveCheckpoint(const std::string& dir,
+                                             const CheckpointOptions& options = {}) const;
+  // Restores everything SaveCheckpoint wrote, so that further steps are
+  // bit-identical to a run that never stopped. `dir` is a checkpoint or a
+  // root written with keep_last (its newest complete checkpoint is taken).
+  // Corrupt or mismatched checkpoints are errors naming the file; the
+  // trainer is unchanged unless everything checks out.
+  absl::StatusOr<ResumePoint> LoadCheckpoint(const std::string& dir);
 
  private:
   struct Impl;

@@ -130,6 +130,56 @@ TEST_P(RealServersTest, ThreeStepsEndWithEveryWorkerOnTheLatestVersion) {
   // Graceful shutdown on SIGTERM: every server exits 0.
   for (Subprocess* p : {&rollout0, &rollout1, &verifier}) EXPECT_EQ(p->Stop(10s), 0);
   for (auto& r : ranks) EXPECT_EQ(r->Stop(10s), 0);
+  if (world > 1) return;
+
+  // A new learner resumes from the run's checkpoint at its version, and
+  // writes keep-last checkpoints that carry the caller's state.
+  const std::string checkpoint = dir_ + "/it/checkpoint";
+  Subprocess resumed;
+  std::string addr = StartServer(&resumed, "rlpost-learner", "learner-resumed",
+                                 {"--resume", checkpoint});
+  auto stub = v1::LearnerService::NewStub(MakeChannel(addr));
+  {
+    grpc::ClientContext ctx;
+    v1::LearnerInfo info;
+    ASSERT_TRUE(stub->GetInfo(&ctx, v1::GetInfoRequest(), &info).ok());
+    EXPECT_EQ(info.weight_version(), 5);
+    EXPECT_EQ(info.resumed_from(), checkpoint);
+  }
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    v1::SaveCheckpointRequest request;
+    request.set_directory(dir_ + "/ckpts");
+    request.set_keep_last(2);
+    request.set_client_state("cursor " + std::to_string(i));
+    v1::SaveCheckpointResponse response;
+    ASSERT_TRUE(stub->SaveCheckpoint(&ctx, request, &response).ok());
+    EXPECT_EQ(response.directory(), dir_ + "/ckpts/version-000000005");
+  }
+  EXPECT_EQ(resumed.Stop(10s), 0);
+  Subprocess again;
+  addr = StartServer(&again, "rlpost-learner", "learner-again", {"--resume", dir_ + "/ckpts"});
+  {
+    auto s2 = v1::LearnerService::NewStub(MakeChannel(addr));
+    grpc::ClientContext ctx;
+    v1::LearnerInfo info;
+    ASSERT_TRUE(s2->GetInfo(&ctx, v1::GetInfoRequest(), &info).ok());
+    EXPECT_EQ(info.client_state(), "cursor 2");
+  }
+  EXPECT_EQ(again.Stop(10s), 0);
+
+  // A damaged checkpoint stops the learner with a message naming the file.
+  std::filesystem::resize_file(checkpoint + "/optimizer.safetensors", 10);
+  Subprocess broken;
+  std::vector<std::string> broken_argv = {Bin("rlpost-learner"), "--listen", "127.0.0.1:0",
+                                          "--resume", checkpoint};
+  broken_argv.insert(broken_argv.end(), kOverrides.begin(), kOverrides.end());
+  ASSERT_TRUE(broken.Start(broken_argv, dir_ + "/learner-broken.log").ok());
+  ASSERT_TRUE(broken.Wait(60s));
+  EXPECT_EQ(broken.exit_code(), 1);
+  EXPECT_NE(ReadFile(dir_ + "/learner-broken.log").find("optimizer.safetensors is corrupt"),
+            std::string::npos)
+      << ReadFile(dir_ + "/learner-broken.log");
 }
 
 INSTANTIATE_TEST_SUITE_P(LearnerRanks, RealServersTest, ::testing::Values(1, 2),

@@ -1,0 +1,350 @@
+// Trainer checkpoints: save and exact resume (docs/checkpoints.md).
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/crc32c.h"
+#include "learner/trainer.h"
+#include "learner/trainer_impl.h"
+#include "model/checkpoint.h"
+#include "model/safetensors.h"
+
+namespace rlpost {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kStateFile[] = "trainer_state.json";
+constexpr char kOptimizerFile[] = "optimizer.safetensors";
+constexpr char kReferenceFile[] = "reference.safetensors";
+constexpr char kLatestFile[] = "latest";
+constexpr int kFormat = 1;
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (!in.good() && !in.eof()) return absl::DataLossError(absl::StrCat("error reading ", path));
+  return buf.str();
+}
+
+// Size and CRC-32C of every file in `dir` except the state file.
+absl::StatusOr<nlohmann::json> Manifest(const std::string& dir) {
+  nlohmann::json files = nlohmann::json::object();
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.is_regular_file() && entry.path().filename() != kStateFile) {
+      names.push_back(entry.path().filename().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    absl::StatusOr<std::string> bytes = ReadFile(dir + "/" + name);
+    if (!bytes.ok()) return bytes.status();
+    files[name] = {{"bytes", bytes->size()}, {"crc32c", Crc32c(*bytes)}};
+  }
+  return files;
+}
+
+// False unless `hex` is an even number of hex digits.
+bool FromHex(absl::string_view hex, std::string* bytes) {
+  if (hex.size() % 2 != 0) return false;
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  *bytes = absl::HexStringToBytes(hex);
+  return true;
+}
+
+std::string StateKey(const at::Tensor& p) {
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+}
+
+RawTensor ToRaw(const std::string& name, const at::Tensor& t) {
+  at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
+  RawTensor raw;
+  raw.name = name;
+  raw.dtype = RawDType::kFloat32;
+  raw.shape = c.sizes().vec();
+  raw.bytes.assign(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  return raw;
+}
+
+at::Tensor FromRaw(const RawTensor& raw) {
+  return at::from_blob(const_cast<char*>(raw.bytes.data()), raw.shape, at::kFloat).clone();
+}
+
+// "version-000000042" directories under a keep_last root, oldest first.
+std::vector<std::pair<int64_t, std::string>> VersionDirs(const std::string& root) {
+  static const std::regex kName("version-([0-9]{9,18})");
+  std::vector<std::pair<int64_t, std::string>> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    std::smatch m;
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && std::regex_match(name, m, kName)) {
+      out.emplace_back(std::stoll(m[1].str()), name);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Writes `text` to path.tmp, syncs, renames over path.
+absl::Status WriteText(const std::string& path, const std::string& text) {
+  return WriteFileAtomically(path, {absl::string_view(text)});
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Trainer::SaveCheckpoint(const std::string& dir_arg,
+                                                    const CheckpointOptions& options) const {
+  std::string root = dir_arg;
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (options.keep_last < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("keep_last must be >= 0, got ", options.keep_last));
+  }
+  const std::string name = absl::StrFormat("version-%09d", impl_->version);
+  const std::string dir = options.keep_last > 0 ? absl::StrCat(root, "/", name) : root;
+  // Atomic: everything goes into a sibling temporary directory, which then
+  // replaces `dir` by rename; a crash leaves either the old checkpoint or
+  // the new one, never a mix (and at worst a stale temporary directory).
+  const std::string tmp = absl::StrCat(dir, ".tmp");
+  const std::string old = absl::StrCat(dir, ".old");
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  if (options.keep_last > 0) fs::create_directories(root, ec);
+  try {
+    absl::Status s = rlpost::SaveCheckpoint(*impl_->model, tmp);
+    if (!s.ok()) return s;
+    // AdamW moments under the parameters' Hugging Face names; the step
+    // counts go to the state file.
+    std::vector<RawTensor> moments;
+    nlohmann::json adam_steps = nlohmann::json::object();
+    const auto& state = impl_->optimizer.state();
+    for (const auto& item : impl_->model->named_parameters()) {
+      auto it = state.find(StateKey(item.value()));
+      if (it == state.end()) continue;
+      const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      const std::string hf = impl_->model->HfName(item.key());
+      moments.push_back(ToRaw(hf + ".exp_avg", st.exp_avg()));
+      moments.push_back(ToRaw(hf + ".exp_avg_sq", st.exp_avg_sq()));
+      adam_steps[hf] = st.step();
+    }
+    s = WriteSafetensors(tmp + "/" + kOptimizerFile, moments);
+    if (!s.ok()) return s;
+    if (!impl_->reference.is_empty()) {
+      s = WriteSafetensors(tmp + "/" + kReferenceFile, impl_->reference->ExportWeights());
+      if (!s.ok()) return s;
+    }
+    at::Tensor rng;
+    {
+      at::CPUGeneratorImpl* gen = at::check_generator<at::CPUGeneratorImpl>(
+          at::detail::getDefaultCPUGenerator());
+      std::lock_guard<std::mutex> lock(gen->mutex_);
+      rng = at::Tensor(gen->get_state());
+    }
+    absl::StatusOr<nlohmann::json> files = Manifest(tmp);
+    if (!files.ok()) return files.status();
+    nlohmann::json st = {
+        {"format", kFormat},
+        {"weight_version", impl_->version},
+        {"optimizer_steps", impl_->steps},
+        {"model", impl_->model->config().Describe()},
+        {"adam_steps", adam_steps},
+        {"rng_cpu", absl::BytesToHexString(absl::string_view(
+                        static_cast<const char*>(rng.data_ptr()), rng.numel()))},
+        {"client_state", absl::BytesToHexString(options.client_state)},
+        {"files", *files},
+    };
+    s = WriteText(tmp + "/" + kStateFile, st.dump(2) + "\n");
+    if (!s.ok()) return s;
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("checkpoint ", dir, ": ", e.what_without_backtrace()));
+  }
+  fs::remove_all(old, ec);
+  if (fs::exists(dir)) {
+    fs::rename(dir, old, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot move ", dir, " aside: ", ec.message()));
+  }
+  fs::rename(tmp, dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", dir, ": ", ec.message()));
+  fs::remove_all(old, ec);
+  if (options.keep_last > 0) {
+    absl::Status s = WriteText(absl::StrCat(root, "/", kLatestFile), name + "\n");
+    if (!s.ok()) return s;
+    auto versions = VersionDirs(root);
+    for (size_t i = 0; i + static_cast<size_t>(options.keep_last) < versions.size(); ++i) {
+      if (versions[i].second != name) fs::remove_all(absl::StrCat(root, "/", versions[i].second), ec);
+    }
+  }
+  return dir;
+}
+
+absl::StatusOr<ResumePoint> Trainer::LoadCheckpoint(const std::string& dir_arg) {
+  std::string dir = dir_arg;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (!fs::exists(dir + "/" + kStateFile)) {
+    // A keep_last root: `latest`, else the newest version directory.
+    absl::StatusOr<std::string> latest = ReadFile(absl::StrCat(dir, "/", kLatestFile));
+    std::string name = latest.ok() ? std::string(absl::StripAsciiWhitespace(*latest)) : "";
+    if (name.empty()) {
+      auto versions = VersionDirs(dir);
+      if (versions.empty() && fs::exists(absl::StrCat(dir, "/config.json"))) {
+        return absl::NotFoundError(absl::StrCat(
+            dir, " holds Hugging Face weights without ", kStateFile,
+            " (no optimizer state or counters) and cannot resume training; start a run "
+            "from it instead"));
+      }
+      if (versions.empty()) {
+        return absl::NotFoundError(absl::StrCat(
+            "no trainer checkpoint at ", dir, ": neither ", kStateFile, " nor a ", kLatestFile,
+            " file or version-N directory (write one with SaveCheckpoint)"));
+      }
+      name = versions.back().second;
+    }
+    if (name.find('/') != std::string::npos) {
+      return absl::DataLossError(absl::StrCat(dir, "/", kLatestFile, " names '", name,
+                                              "', not a checkpoint directory"));
+    }
+    dir = absl::StrCat(dir, "/", name);
+  }
+  const std::string state_path = absl::StrCat(dir, "/", kStateFile);
+  absl::StatusOr<std::string> text = ReadFile(state_path);
+  if (!text.ok()) {
+    return absl::NotFoundError(absl::StrCat("no trainer checkpoint at ", dir, ": ", kStateFile,
+                                            " missing (a Hugging Face directory without it holds "
+                                            "weights only and cannot resume training)"));
+  }
+  nlohmann::json st = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!st.is_object() || !st.contains("format") || !st.contains("files") ||
+      !st["files"].is_object() || !st.contains("weight_version") ||
+      !st.contains("optimizer_steps") || !st.contains("adam_steps")) {
+    return absl::DataLossError(absl::StrCat(state_path, " is corrupt (not the JSON object ",
+                                            "SaveCheckpoint writes)"));
+  }
+  if (st["format"] != kFormat) {
+    return absl::FailedPreconditionError(absl::StrCat(state_path, ": format ", st["format"].dump(),
+                                                      ", this build reads format ", kFormat));
+  }
+  // Every file must match its recorded size and checksum.
+  for (const auto& [name, meta] : st["files"].items()) {
+    absl::StatusOr<std::string> bytes = ReadFile(absl::StrCat(dir, "/", name));
+    if (!bytes.ok()) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", name, " is missing"));
+    }
+    if (!meta.is_object() || meta.value("bytes", int64_t{-1}) != static_cast<int64_t>(bytes->size()) ||
+        meta.value("crc32c", int64_t{-1}) != static_cast<int64_t>(Crc32c(*bytes))) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", name,
+                                              " is corrupt (size or CRC-32C differs from ",
+                                              kStateFile, ")"));
+    }
+  }
+  const std::string want = impl_->model->config().Describe();
+  if (st.value("model", std::string()) != want) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", dir, " holds model '", st.value("model", std::string()),
+        "' but this learner is configured for '", want, "'; resume with the run's model config"));
+  }
+  std::string client_state, rng_bytes;
+  if (!FromHex(st.value("client_state", std::string()), &client_state) ||
+      !FromHex(st.value("rng_cpu", std::string()), &rng_bytes)) {
+    return absl::DataLossError(absl::StrCat(state_path, ": client_state or rng_cpu is not hex"));
+  }
+
+  // Read and check everything before changing the trainer.
+  absl::StatusOr<std::vector<RawTensor>> weights = ReadCheckpointWeights(dir);
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::vector<RawTensor>> moments =
+      ReadSafetensors(absl::StrCat(dir, "/", kOptimizerFile));
+  if (!moments.ok()) return moments.status();
+  std::map<std::string, const RawTensor*> by_name;
+  for (const RawTensor& t : *moments) by_name[t.name] = &t;
+  struct Restored {
+    at::Tensor param;
+    int64_t step;
+    const RawTensor* exp_avg;
+    const RawTensor* exp_avg_sq;
+  };
+  std::vector<Restored> restored;
+  for (const auto& item : impl_->model->named_parameters()) {
+    const std::string hf = impl_->model->HfName(item.key());
+    auto steps = st["adam_steps"].find(hf);
+    if (steps == st["adam_steps"].end()) continue;  // no optimizer state yet
+    auto a = by_name.find(hf + ".exp_avg"), b = by_name.find(hf + ".exp_avg_sq");
+    if (a == by_name.end() || b == by_name.end() || !steps->is_number_integer()) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", kOptimizerFile,
+                                              " lacks the AdamW state of ", hf));
+    }
+    for (const RawTensor* t : {a->second, b->second}) {
+      if (t->dtype != RawDType::kFloat32 || t->shape != item.value().sizes().vec()) {
+        return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", kOptimizerFile, " tensor ",
+                                                t->name, " does not match the parameter's shape"));
+      }
+    }
+    restored.push_back({item.value(), steps->get<int64_t>(), a->second, b->second});
+  }
+  absl::StatusOr<std::vector<RawTensor>> reference;
+  const bool has_reference = fs::exists(absl::StrCat(dir, "/", kReferenceFile));
+  if (has_reference) {
+    reference = ReadSafetensors(absl::StrCat(dir, "/", kReferenceFile));
+    if (!reference.ok()) return reference.status();
+  }
+  try {
+    MoeTransformer new_reference{nullptr};
+    if (has_reference) {
+      torch::NoGradGuard no_grad;
+      new_reference = MoeTransformer(impl_->model->config());
+      absl::Status s = new_reference->ImportWeights(*reference);
+      if (!s.ok()) return absl::DataLossError(absl::StrCat(kReferenceFile, ": ", s.message()));
+      new_reference->eval();
+    }
+    absl::Status s = impl_->model->ImportWeights(*weights);
+    if (!s.ok()) return s;
+    auto& state = impl_->optimizer.state();
+    state.clear();
+    for (const Restored& r : restored) {
+      auto adam = std::make_unique<torch::optim::AdamWParamState>();
+      adam->step(r.step);
+      adam->exp_avg(FromRaw(*r.exp_avg));
+      adam->exp_avg_sq(FromRaw(*r.exp_avg_sq));
+      state[StateKey(r.param)] = std::move(adam);
+    }
+    impl_->reference = new_reference;
+    if (!rng_bytes.empty()) {
+      at::Tensor rng = at::empty({static_cast<int64_t>(rng_bytes.size())}, at::kByte);
+      std::memcpy(rng.data_ptr(), rng_bytes.data(), rng_bytes.size());
+      at::CPUGeneratorImpl* gen = at::check_generator<at::CPUGeneratorImpl>(
+          at::detail::getDefaultCPUGenerator());
+      std::lock_guard<std::mutex> lock(gen->mutex_);
+      gen->set_state(*rng.unsafeGetTensorImpl());
+    }
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", e.what_without_backtrace()));
+  }
+  impl_->version = st["weight_version"].get<int64_t>();
+  impl_->steps = st["optimizer_steps"].get<int64_t>();
+  ResumePoint point;
+  point.directory = dir;
+  point.weight_version = impl_->version;
+  point.optimizer_steps = impl_->steps;
+  point.client_state = std::move(client_state);
+  return point;
+}
+
+}  // namespace rlpost

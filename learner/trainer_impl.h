@@ -1,0 +1,40 @@
+#pragma once
+// Trainer internals shared by trainer.cc (steps) and trainer_checkpoint.cc
+// (save and resume). LibTorch; learner only.
+
+#include <ATen/ATen.h>
+#include <torch/optim/adamw.h>
+
+#include <cstdint>
+
+#include "learner/packed_batch.h"
+#include "learner/policy_loss.h"
+#include "learner/trainer.h"
+#include "model/moe_transformer.h"
+
+namespace rlpost {
+
+struct Trainer::Impl {
+  Impl(const ModelConfig& config, const RunConfig& run)
+      : model(config),
+        optimizer(model->parameters(),
+                  torch::optim::AdamWOptions(run.rl_lr)
+                      .betas({0.9, 0.99})
+                      .weight_decay(run.weight_decay)) {}
+  MoeTransformer model;
+  torch::optim::AdamW optimizer;
+  // The frozen reference policy of the KL term: the weights at the first
+  // policy-gradient step that asks for it (after any SFT warm start).
+  MoeTransformer reference{nullptr};
+  ProcessGroupHandle* group = nullptr;
+  int64_t version = 0;
+  int64_t steps = 0;
+
+  // The loss of one packed micro-batch, scaled so that micro-batches and
+  // ranks sum to the whole batch's loss; adds its statistics to `local`
+  // (see Step).
+  at::Tensor MicroBatchLoss(const PackedRow& row, const StepOptions& options,
+                            const LossScale& scale, int64_t global_positions, at::Tensor& local);
+};
+
+}  // namespace rlpost
