@@ -58,6 +58,19 @@ std::vector<ConfigKey> Keys() {
       {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
       {"rl.advantage", T::kString, "grpo",
        "advantage estimator: grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline"},
+      {"rl.gae_gamma", T::kDouble, "1.0", "gae: discount"},
+      {"rl.gae_lambda", T::kDouble, "0.95", "gae: lambda of the policy advantages"},
+      {"rl.gae_lambda_critic", T::kDouble, "1.0",
+       "gae: lambda of the value targets (VAPO decouples it from rl.gae_lambda)"},
+      {"rl.gae_length_adaptive_alpha", T::kDouble, "0",
+       "gae: VAPO length-adaptive policy lambda 1 - 1/(alpha * length); 0 = off"},
+      {"rl.whiten_advantages", T::kBool, "true", "gae: whiten advantages over the batch"},
+      {"rl.value_clip", T::kDouble, "0.2", "gae: clip of the value loss (0 = unclipped)"},
+      {"rl.critic_lr", T::kDouble, "0", "gae: critic learning rate (0 = rl.lr)"},
+      {"rl.value_warmup_steps", T::kInt, "0",
+       "gae: first RL steps that train only the critic (VAPO value pre-training)"},
+      {"rl.kl_reward_coef", T::kDouble, "0",
+       "gae: per-token KL-to-reference penalty in the reward (0 = off)"},
       {"rl.objective", T::kString, "pg",
        "pg (policy gradient) or rft (SFT on accepted samples: rejection-sampling fine-tuning)"},
       {"rl.rft_select", T::kString, "best_of_n", "rft: best_of_n or shortest_correct per group"},
@@ -255,16 +268,41 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
       return absl::InvalidArgumentError(absl::StrCat("config key '", key, "' must not be negative"));
     }
   }
-  if (r.rl_advantage == "gae") {
-    return absl::InvalidArgumentError(
-        "config key 'rl.advantage': gae needs a critic, which the learner does not have yet; "
-        "use grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline");
-  }
   if (r.rl_advantage != "grpo" && r.rl_advantage != "dr_grpo" && r.rl_advantage != "rloo" &&
-      r.rl_advantage != "reinforce_pp" && r.rl_advantage != "reinforce_pp_baseline") {
+      r.rl_advantage != "reinforce_pp" && r.rl_advantage != "reinforce_pp_baseline" &&
+      r.rl_advantage != "gae") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "config key 'rl.advantage' must be grpo, dr_grpo, rloo, reinforce_pp or "
-        "reinforce_pp_baseline, got '", r.rl_advantage, "'"));
+        "config key 'rl.advantage' must be grpo, dr_grpo, rloo, reinforce_pp, "
+        "reinforce_pp_baseline or gae, got '", r.rl_advantage, "'"));
+  }
+  r.rl_gae_gamma = c.GetDouble("rl.gae_gamma");
+  r.rl_gae_lambda = c.GetDouble("rl.gae_lambda");
+  r.rl_gae_lambda_critic = c.GetDouble("rl.gae_lambda_critic");
+  for (const char* key : {"rl.gae_gamma", "rl.gae_lambda", "rl.gae_lambda_critic"}) {
+    if (!(c.GetDouble(key) >= 0 && c.GetDouble(key) <= 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("config key '", key, "' must be in [0, 1]"));
+    }
+  }
+  r.rl_gae_length_adaptive_alpha = c.GetDouble("rl.gae_length_adaptive_alpha");
+  r.rl_whiten_advantages = c.GetBool("rl.whiten_advantages");
+  r.rl_value_clip = c.GetDouble("rl.value_clip");
+  r.rl_critic_lr = c.GetDouble("rl.critic_lr");
+  r.rl_value_warmup_steps = c.GetInt("rl.value_warmup_steps");
+  r.rl_kl_reward_coef = c.GetDouble("rl.kl_reward_coef");
+  for (const char* key : {"rl.gae_length_adaptive_alpha", "rl.value_clip", "rl.critic_lr",
+                          "rl.kl_reward_coef"}) {
+    if (!(c.GetDouble(key) >= 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("config key '", key, "' must not be negative"));
+    }
+  }
+  if (r.rl_value_warmup_steps < 0) {
+    return absl::InvalidArgumentError("config key 'rl.value_warmup_steps' must not be negative");
+  }
+  if (r.rl_advantage != "gae" && (r.rl_value_warmup_steps != 0 || r.rl_kl_reward_coef != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key '", r.rl_value_warmup_steps != 0 ? "rl.value_warmup_steps" : "rl.kl_reward_coef",
+        "' needs a critic: set rl.advantage=gae (outcome estimators take the KL in the loss "
+        "through rl.kl_coef)"));
   }
   r.reward_correct = c.GetDouble("reward.correct");
   r.reward_format = c.GetDouble("reward.format");

@@ -64,6 +64,15 @@ struct RunConfig {
   bool rl_drop_truncated = false;
   bool rl_require_format = false;
   std::string rl_advantage = "grpo";  // learner/advantages.h names
+  double rl_gae_gamma = 1.0;
+  double rl_gae_lambda = 0.95;
+  double rl_gae_lambda_critic = 1.0;
+  double rl_gae_length_adaptive_alpha = 0.0;
+  bool rl_whiten_advantages = true;
+  double rl_value_clip = 0.2;
+  double rl_critic_lr = 0.0;  // 0: rl_lr
+  int64_t rl_value_warmup_steps = 0;
+  double rl_kl_reward_coef = 0.0;
   double rl_clip_high = 0.0;          // 0: rl_clip_eps
   int64_t rl_lr_warmup_steps = 0;
   std::string rl_lr_schedule = "constant";  // or "cosine"

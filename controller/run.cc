@@ -411,8 +411,14 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   for (const KeptGroup& g : kept) kept_rewards.push_back(g.round->rewards[g.index]);
   absl::StatusOr<AdvantageEstimator> estimator = ParseAdvantageEstimator(config_.rl_advantage);
   if (!estimator.ok()) return estimator.status();
-  absl::StatusOr<std::vector<std::vector<double>>> kept_advantages =
-      ComputeOutcomeAdvantages(*estimator, kept_rewards);
+  // With a critic (gae) the learner computes per-token advantages from the
+  // rewards; outcome estimators are computed here, over the kept groups.
+  absl::StatusOr<std::vector<std::vector<double>>> kept_advantages = kept_rewards;
+  if (NeedsCritic(*estimator)) {
+    for (auto& group : *kept_advantages) std::fill(group.begin(), group.end(), 0.0);
+  } else {
+    kept_advantages = ComputeOutcomeAdvantages(*estimator, kept_rewards);
+  }
   if (!kept_advantages.ok()) return kept_advantages.status();
   v1::TrainBatch batch;
   batch.set_step(step);
@@ -480,14 +486,18 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     absl::StatusOr<v1::TrainResult> result = clients_->Train(batch);
     if (!result.ok()) return result.status();
     m.train_seconds = SecondsSince(train_start);
+    const int64_t before = version_;
     version_ = result->weight_version();
     m.trained = !result->skipped();
     m.skipped = result->skipped();
+    m.critic_only = result->critic_only();
     m.loss = result->loss();
     m.grad_norm = result->grad_norm();
     m.clip_fraction = result->clip_fraction();
     m.approx_kl = result->approx_kl();
-    if (!result->skipped()) {
+    m.value_loss = result->value_loss();
+    m.value_mean = result->value_mean();
+    if (version_ != before) {
       control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": weight sync"));
       const Clock::time_point sync_start = Clock::now();
       absl::Status s = SyncWeights();

@@ -20,7 +20,9 @@ std::string FormatProgressLine(const StepMetrics& m) {
       "step %d/%d  reward %.3f  acc %.3f  len %.1f  tok/s %.0f  kept %d/%d  step_s %.2f  v %d%s",
       m.step, m.total_steps, m.reward_mean, m.accuracy, m.response_len_mean, m.tokens_per_sec,
       m.groups_kept, m.groups_total, m.step_seconds, m.weight_version,
-      m.skipped ? "  SKIPPED (non-finite loss or gradient)" : "");
+      m.skipped       ? "  SKIPPED (non-finite loss or gradient)"
+      : m.critic_only ? "  CRITIC ONLY (value pre-training)"
+                      : "");
 }
 
 std::string MetricsJsonLine(const StepMetrics& m) {
@@ -45,6 +47,9 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["clip_fraction"] = Finite(m.clip_fraction);
   j["approx_kl"] = Finite(m.approx_kl);
   j["skipped"] = m.skipped;
+  j["critic_only"] = m.critic_only;
+  j["value_loss"] = Finite(m.value_loss);
+  j["value_mean"] = Finite(m.value_mean);
   j["refill_rounds"] = m.refill_rounds;
   j["samples_filtered"] = m.samples_filtered;
   return j.dump();

@@ -35,6 +35,11 @@ struct StepMetrics {
   double approx_kl = 0.0;
   // The learner skipped the update (NaN/Inf guard); nothing was published.
   bool skipped = false;
+  // PPO with a critic: the step trained only the critic (value pre-training);
+  // the policy and its version did not change.
+  bool critic_only = false;
+  double value_loss = 0.0;
+  double value_mean = 0.0;
   // Dynamic sampling: extra generate rounds that refilled the batch.
   int64_t refill_rounds = 0;
   // Samples of kept groups left out by rl.drop_truncated / rl.require_format.

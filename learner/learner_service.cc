@@ -58,6 +58,22 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
   options->aux_loss_coef = config.rl_aux_loss_coef;
   options->router_z_loss_coef = config.rl_router_z_loss_coef;
   options->micro_batch_tokens = config.learner_micro_batch_tokens;
+  if (pg && config.rl_advantage == "gae") {
+    CriticOptions& c = options->critic;
+    c.enabled = true;
+    c.gae.gamma = config.rl_gae_gamma;
+    c.gae.lambda_policy = config.rl_gae_lambda;
+    c.gae.lambda_critic = config.rl_gae_lambda_critic;
+    c.gae.length_adaptive_alpha = config.rl_gae_length_adaptive_alpha;
+    c.whiten = config.rl_whiten_advantages;
+    c.value_clip = config.rl_value_clip;
+    c.grad_clip = config.grad_clip;
+    c.kl_in_reward_coef = config.rl_kl_reward_coef;
+    // The critic follows the policy's schedule, scaled to its own rate.
+    const double base = config.rl_critic_lr > 0 ? config.rl_critic_lr : config.rl_lr;
+    c.lr = config.rl_lr > 0 ? options->lr * base / config.rl_lr : base;
+    c.critic_only = batch.step() <= config.rl_value_warmup_steps;
+  }
   options->temperature = pg ? config.rl_temperature : 1.0;
   options->grad_clip = config.grad_clip;
   examples->clear();
@@ -146,6 +162,9 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* /*context*/,
   response->set_ref_kl(static_cast<float>(stats->ref_kl));
   response->set_entropy(static_cast<float>(stats->entropy));
   response->set_skipped(stats->skipped);
+  response->set_critic_only(!stats->skipped && !stats->policy_updated);
+  response->set_value_loss(static_cast<float>(stats->value_loss));
+  response->set_value_mean(static_cast<float>(stats->value_mean));
   response->set_skip_reason(stats->skip_reason);
   if (stats->skipped) {
     RLPOST_LOG(WARNING) << "training step skipped (" << stats->skip_reason

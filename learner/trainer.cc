@@ -197,13 +197,19 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(options.lr);
     }
     impl_->optimizer.zero_grad();
-    if (options.objective == TrainObjective::kPolicyGradient && options.kl_coef > 0 &&
+    const bool pg = options.objective == TrainObjective::kPolicyGradient;
+    const bool with_critic = pg && options.critic.enabled;
+    const bool critic_only = with_critic && options.critic.critic_only;
+    if (pg && (options.kl_coef > 0 || (with_critic && options.critic.kl_in_reward_coef > 0)) &&
         impl_->reference.is_empty()) {
       torch::NoGradGuard no_grad;
       impl_->reference = MoeTransformer(config);
       absl::Status s = impl_->reference->ImportWeights(impl_->model->ExportWeights());
       if (!s.ok()) return s;
       impl_->reference->eval();
+    }
+    if (with_critic && impl_->critic == nullptr) {
+      impl_->critic = std::make_unique<Critic>(impl_->model, impl_->weight_decay);
     }
     std::vector<int64_t> lengths;
     int64_t global_positions = 0;
@@ -218,29 +224,66 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
     scale.global_sequences = static_cast<int64_t>(batch.size());
     scale.norm_length = options.norm_length;
 
-    // [loss_sum, clipped, kl_sum, mtp_loss_sum, mtp_tokens, ref_kl_sum,
-    // entropy_sum] over this rank's tokens.
-    at::Tensor local = at::zeros({7}, at::kDouble);
+    std::vector<std::vector<const TrainExample*>> micro_examples;
+    std::vector<PackedRow> rows;
     int64_t computed_positions = 0, real_positions = 0;
     for (const std::vector<int64_t>& micro : PlanMicroBatches(lengths, mine, options.micro_batch_tokens)) {
       std::vector<const TrainExample*> examples;
       for (int64_t i : micro) examples.push_back(&batch[static_cast<size_t>(i)]);
-      const PackedRow row = PackExamples(examples, config);
-      computed_positions += row.tokens.numel();
-      for (int64_t n : row.segments) real_positions += n;
-      at::Tensor loss = impl_->MicroBatchLoss(row, options, scale, global_positions, local);
-      loss.backward();
-      ++stats.micro_batches;
+      rows.push_back(PackExamples(examples, config));
+      micro_examples.push_back(std::move(examples));
+      computed_positions += rows.back().tokens.numel();
+      for (int64_t n : rows.back().segments) real_positions += n;
     }
+    stats.micro_batches = static_cast<int64_t>(rows.size());
     stats.padding_fraction =
         computed_positions > 0
             ? static_cast<double>(computed_positions - real_positions) / computed_positions
             : 0.0;
+    std::vector<at::Tensor> old_values, returns;
+    if (with_critic) {
+      impl_->critic->optimizer().zero_grad();
+      absl::Status s = impl_->PrepareGae(rows, micro_examples, options, old_values, returns);
+      if (!s.ok()) return s;
+    }
+
+    // [loss_sum, clipped, kl_sum, mtp_loss_sum, mtp_tokens, ref_kl_sum,
+    // entropy_sum, value_loss_sum, value_sum, return_sum, value_clipped]
+    // over this rank's tokens.
+    at::Tensor local = at::zeros({11}, at::kDouble);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const PackedRow& row = rows[i];
+      if (!critic_only) {
+        at::Tensor loss = impl_->MicroBatchLoss(row, options, scale, global_positions, local);
+        loss.backward();
+      }
+      if (with_critic) {
+        const at::Tensor values = ToGrid(row, impl_->critic->Values(row));
+        auto [value_loss, clipped] =
+            ClippedValueLoss(values, old_values[i], returns[i], options.critic.value_clip);
+        const at::Tensor sum = (value_loss * row.mask).sum();
+        (sum / static_cast<double>(global_tokens)).backward();
+        local[7] += sum.detach().to(at::kDouble);
+        local[8] += (old_values[i] * row.mask).sum().to(at::kDouble);
+        local[9] += (returns[i] * row.mask).sum().to(at::kDouble);
+        local[10] += (clipped * row.mask).sum().to(at::kDouble);
+      }
+    }
 
     std::vector<at::Tensor> grads;
-    for (at::Tensor& p : impl_->model->parameters()) {
-      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-      grads.push_back(p.grad());
+    std::vector<at::Tensor> critic_params;
+    if (!critic_only) {
+      for (at::Tensor& p : impl_->model->parameters()) {
+        if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+        grads.push_back(p.grad());
+      }
+    }
+    if (with_critic) {
+      critic_params = impl_->critic->parameters();
+      for (at::Tensor& p : critic_params) {
+        if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+        grads.push_back(p.grad());
+      }
     }
     if (world > 1) {
       grads.push_back(local);
@@ -248,32 +291,61 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       if (!s.ok()) return s;
     }
     // The MTP block is clipped on its own so that it never rescales the
-    // policy's gradient.
+    // policy's gradient; so is the critic.
     std::vector<at::Tensor> policy_params, mtp_params;
     for (const auto& item : impl_->model->named_parameters()) {
       (item.key().rfind("mtp.", 0) == 0 ? mtp_params : policy_params).push_back(item.value());
     }
-    double clip = options.grad_clip > 0 ? options.grad_clip : 1e30;
-    stats.grad_norm = torch::nn::utils::clip_grad_norm_(policy_params, clip);
-    if (!mtp_params.empty()) torch::nn::utils::clip_grad_norm_(mtp_params, clip);
+    const double clip = options.grad_clip > 0 ? options.grad_clip : 1e30;
+    if (!critic_only) {
+      stats.grad_norm = torch::nn::utils::clip_grad_norm_(policy_params, clip);
+      if (!mtp_params.empty()) torch::nn::utils::clip_grad_norm_(mtp_params, clip);
+    }
+    double critic_norm = 0.0;
+    if (with_critic) {
+      critic_norm = torch::nn::utils::clip_grad_norm_(
+          critic_params, options.critic.grad_clip > 0 ? options.critic.grad_clip : 1e30);
+    }
     auto l = local.accessor<double, 1>();
-    // NaN/Inf guard: every rank sees the same all-reduced loss and norm, so
-    // every rank skips together and the weights stay identical.
-    if (!std::isfinite(stats.grad_norm) || !std::isfinite(l[0])) {
+    const double tokens = static_cast<double>(global_tokens);
+    stats.loss = l[0] / tokens;
+    stats.value_loss = l[7] / tokens;
+    // NaN/Inf guard: every rank sees the same all-reduced losses and norms,
+    // so every rank skips together and the weights stay identical.
+    std::string bad;
+    if (!std::isfinite(l[0])) bad = "non-finite loss";
+    if (!std::isfinite(stats.grad_norm)) bad = "non-finite gradient norm";
+    if (!std::isfinite(l[7])) bad = "non-finite value loss";
+    if (!std::isfinite(critic_norm)) bad = "non-finite critic gradient norm";
+    if (!bad.empty()) {
       impl_->optimizer.zero_grad();
+      if (with_critic) impl_->critic->optimizer().zero_grad();
       stats.skipped = true;
-      stats.skip_reason = !std::isfinite(l[0]) ? "non-finite loss" : "non-finite gradient norm";
-      stats.loss = l[0] / static_cast<double>(global_tokens);
+      stats.policy_updated = false;
+      stats.skip_reason = bad;
+      stats.weight_version = impl_->version;
+      return stats;
+    }
+    if (with_critic) {
+      for (auto& group : impl_->critic->optimizer().param_groups()) {
+        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(options.critic.lr);
+      }
+      impl_->critic->optimizer().step();
+      stats.value_mean = l[8] / tokens;
+      stats.return_mean = l[9] / tokens;
+      stats.value_clip_fraction = l[10] / tokens;
+    }
+    if (critic_only) {
+      stats.policy_updated = false;
       stats.weight_version = impl_->version;
       return stats;
     }
     impl_->optimizer.step();
-    stats.loss = l[0] / static_cast<double>(global_tokens);
-    stats.clip_fraction = l[1] / static_cast<double>(global_tokens);
-    stats.approx_kl = l[2] / static_cast<double>(global_tokens);
+    stats.clip_fraction = l[1] / tokens;
+    stats.approx_kl = l[2] / tokens;
     stats.mtp_loss = l[4] > 0 ? l[3] / l[4] : 0.0;
-    stats.ref_kl = l[5] / static_cast<double>(global_tokens);
-    stats.entropy = l[6] / static_cast<double>(global_tokens);
+    stats.ref_kl = l[5] / tokens;
+    stats.entropy = l[6] / tokens;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("training step failed: ", e.what_without_backtrace()));
   }
@@ -281,6 +353,94 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
   ++impl_->steps;
   stats.weight_version = impl_->version;
   return stats;
+}
+
+absl::Status Trainer::Impl::PrepareGae(std::vector<PackedRow>& rows,
+                                       const std::vector<std::vector<const TrainExample*>>& examples,
+                                       const StepOptions& options,
+                                       std::vector<at::Tensor>& old_values,
+                                       std::vector<at::Tensor>& returns) {
+  torch::NoGradGuard no_grad;
+  const CriticOptions& co = options.critic;
+  // [sum, sum of squares, count] of the advantages of this rank's tokens.
+  at::Tensor moments = at::zeros({3}, at::kDouble);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    PackedRow& row = rows[i];
+    const at::Tensor values = ToGrid(row, critic->Values(row));
+    at::Tensor kl;  // [S, L] KL(rollout policy || reference) per token
+    if (co.kl_in_reward_coef > 0) {
+      ForwardOptions ro;
+      ro.segments = &row.segments;
+      ro.logit_rows = &row.logit_rows;
+      ro.router_losses = false;
+      at::Tensor ref_logits = reference->Forward(row.tokens, row.positions, row.key_mask, ro).logits;
+      if (options.temperature > 0 && options.temperature != 1.0) ref_logits = ref_logits / options.temperature;
+      const at::Tensor ref_logp = ToGrid(
+          row, at::log_softmax(ref_logits, -1).gather(-1, row.targets.unsqueeze(-1)).squeeze(-1));
+      const at::Tensor r = ref_logp - row.old_logprobs;
+      switch (options.kl_estimator) {
+        case KlEstimator::kK1: kl = -r; break;
+        case KlEstimator::kK2: kl = 0.5 * r * r; break;
+        case KlEstimator::kK3: kl = at::expm1(r) - r; break;
+      }
+      kl = (kl * row.mask).to(at::kDouble).contiguous();
+    }
+    const at::Tensor v64 = values.to(at::kDouble).contiguous();
+    auto va = v64.accessor<double, 2>();
+    if (!kl.defined()) kl = at::zeros({row.sequences, row.width}, at::kDouble);
+    auto ka = kl.accessor<double, 2>();
+    std::vector<std::vector<double>> token_rewards, token_values;
+    for (int64_t s = 0; s < row.sequences; ++s) {
+      const TrainExample& ex = *examples[i][static_cast<size_t>(s)];
+      const int64_t n = static_cast<int64_t>(ex.response.size());
+      std::vector<double> v(static_cast<size_t>(n)), k(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) {
+        v[static_cast<size_t>(j)] = va[s][j];
+        k[static_cast<size_t>(j)] = ka[s][j];
+      }
+      token_values.push_back(std::move(v));
+      if (n == 0) {
+        token_rewards.emplace_back();
+        continue;
+      }
+      absl::StatusOr<std::vector<double>> r =
+          TokenRewardsWithKlPenalty(ex.reward, k, co.kl_in_reward_coef);
+      if (!r.ok()) return r.status();
+      token_rewards.push_back(std::move(*r));
+    }
+    absl::StatusOr<GaeResult> gae = ComputeGae(token_rewards, token_values, co.gae);
+    if (!gae.ok()) return gae.status();
+    at::Tensor adv = at::zeros({row.sequences, row.width}, at::kFloat);
+    at::Tensor ret = at::zeros({row.sequences, row.width}, at::kFloat);
+    auto aa = adv.accessor<float, 2>();
+    auto ra = ret.accessor<float, 2>();
+    for (int64_t s = 0; s < row.sequences; ++s) {
+      const auto& a = gae->advantages[static_cast<size_t>(s)];
+      for (size_t j = 0; j < a.size(); ++j) {
+        aa[s][static_cast<int64_t>(j)] = static_cast<float>(a[j]);
+        ra[s][static_cast<int64_t>(j)] = static_cast<float>(gae->returns[static_cast<size_t>(s)][j]);
+        moments[0] += a[j];
+        moments[1] += a[j] * a[j];
+        moments[2] += 1.0;
+      }
+    }
+    row.advantages = adv;
+    old_values.push_back(values.detach());
+    returns.push_back(ret);
+  }
+  if (!co.whiten) return absl::OkStatus();
+  if (group != nullptr && group->world_size() > 1) {
+    std::vector<at::Tensor> t = {moments};
+    absl::Status s = group->AllReduceSum(t);
+    if (!s.ok()) return s;
+  }
+  auto m = moments.accessor<double, 1>();
+  if (m[2] == 0) return absl::OkStatus();
+  const double mean = m[0] / m[2];
+  const double var = std::max(0.0, m[1] / m[2] - mean * mean);
+  const double scale = 1.0 / (std::sqrt(var) + kStdEpsilon);
+  for (PackedRow& row : rows) row.advantages = (row.advantages - mean) * scale * row.mask;
+  return absl::OkStatus();
 }
 
 int64_t Trainer::weight_version() const { return impl_->version; }

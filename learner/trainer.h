@@ -43,6 +43,24 @@ struct TrainExample {
 
 enum class TrainObjective { kPolicyGradient, kSft };
 
+// PPO with a critic (rl.advantage=gae; docs/algorithms.md). The examples'
+// `advantage` is ignored: each response gets per-token rewards (its `reward`
+// on the last token, minus kl_in_reward_coef times the per-token KL of the
+// rollout policy to the reference), the critic's values turn them into GAE
+// advantages and value targets, and the critic is trained on the targets.
+struct CriticOptions {
+  bool enabled = false;
+  GaeOptions gae;
+  bool whiten = true;          // advantages whitened over the global batch
+  double value_clip = 0.2;     // PPO value clip around the pre-update values; 0 = off
+  double lr = 1e-3;
+  double grad_clip = 1.0;      // the critic's own gradient-norm clip; 0 = off
+  // VAPO's value pre-training: train the critic only, leave the policy (and
+  // the weight version) as they are.
+  bool critic_only = false;
+  double kl_in_reward_coef = 0.0;
+};
+
 struct StepOptions {
   TrainObjective objective = TrainObjective::kPolicyGradient;
   double lr = 1e-3;
@@ -71,6 +89,7 @@ struct StepOptions {
   // alone, so the policy update is exactly the one without MTP.
   double mtp_loss_coef = 0.1;
   double grad_clip = 1.0;       // 0 = off
+  CriticOptions critic;
 };
 
 struct StepStats {
@@ -87,6 +106,14 @@ struct StepStats {
   double mtp_loss = 0.0;       // MTP cross-entropy per predicted token (0 without MTP)
   int64_t tokens = 0;          // response tokens in the global batch
   int64_t micro_batches = 0;   // this rank's forward/backward passes
+  // False when the policy was not updated (skipped, or critic_only).
+  bool policy_updated = true;
+  // With a critic: mean per-token clipped value loss, mean pre-update value,
+  // mean value target, fraction of tokens whose value was clipped.
+  double value_loss = 0.0;
+  double value_mean = 0.0;
+  double return_mean = 0.0;
+  double value_clip_fraction = 0.0;
   // Of the token positions this rank's forwards computed, the fraction that
   // held no token of the batch (padding).
   double padding_fraction = 0.0;

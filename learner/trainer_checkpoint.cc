@@ -31,6 +31,8 @@ namespace fs = std::filesystem;
 constexpr char kStateFile[] = "trainer_state.json";
 constexpr char kOptimizerFile[] = "optimizer.safetensors";
 constexpr char kReferenceFile[] = "reference.safetensors";
+constexpr char kCriticFile[] = "critic.safetensors";
+constexpr char kCriticOptimizerFile[] = "critic_optimizer.safetensors";
 constexpr char kLatestFile[] = "latest";
 constexpr int kFormat = 1;
 
@@ -75,18 +77,85 @@ std::string StateKey(const at::Tensor& p) {
   return c10::guts::to_string(p.unsafeGetTensorImpl());
 }
 
-RawTensor ToRaw(const std::string& name, const at::Tensor& t) {
-  at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
-  RawTensor raw;
-  raw.name = name;
-  raw.dtype = RawDType::kFloat32;
-  raw.shape = c.sizes().vec();
-  raw.bytes.assign(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
-  return raw;
-}
-
 at::Tensor FromRaw(const RawTensor& raw) {
   return at::from_blob(const_cast<char*>(raw.bytes.data()), raw.shape, at::kFloat).clone();
+}
+
+using NamedParams = std::vector<std::pair<std::string, at::Tensor>>;
+
+NamedParams PolicyParams(const MoeTransformer& model) {
+  NamedParams out;
+  for (const auto& item : model->named_parameters()) {
+    out.emplace_back(model->HfName(item.key()), item.value());
+  }
+  return out;
+}
+
+// AdamW moments under the parameters' names into `path`; returns the step
+// counts (for the state file).
+absl::StatusOr<nlohmann::json> SaveAdam(const torch::optim::AdamW& optimizer,
+                                        const NamedParams& params, const std::string& path) {
+  std::vector<RawTensor> moments;
+  nlohmann::json steps = nlohmann::json::object();
+  const auto& state = optimizer.state();
+  for (const auto& [name, param] : params) {
+    auto it = state.find(StateKey(param));
+    if (it == state.end()) continue;
+    const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+    moments.push_back(ToRawTensor(name + ".exp_avg", st.exp_avg()));
+    moments.push_back(ToRawTensor(name + ".exp_avg_sq", st.exp_avg_sq()));
+    steps[name] = st.step();
+  }
+  absl::Status s = WriteSafetensors(path, moments);
+  if (!s.ok()) return s;
+  return steps;
+}
+
+struct AdamEntry {
+  at::Tensor param;
+  int64_t step;
+  at::Tensor exp_avg;
+  at::Tensor exp_avg_sq;
+};
+
+// Reads and checks the AdamW state SaveAdam wrote (nothing is applied).
+absl::StatusOr<std::vector<AdamEntry>> ReadAdam(const std::string& dir, const std::string& file,
+                                                const nlohmann::json& steps,
+                                                const NamedParams& params) {
+  absl::StatusOr<std::vector<RawTensor>> moments = ReadSafetensors(absl::StrCat(dir, "/", file));
+  if (!moments.ok()) return moments.status();
+  std::map<std::string, const RawTensor*> by_name;
+  for (const RawTensor& t : *moments) by_name[t.name] = &t;
+  std::vector<AdamEntry> out;
+  for (const auto& [name, param] : params) {
+    auto count = steps.find(name);
+    if (count == steps.end()) continue;  // no optimizer state yet
+    auto a = by_name.find(name + ".exp_avg"), b = by_name.find(name + ".exp_avg_sq");
+    if (a == by_name.end() || b == by_name.end() || !count->is_number_integer()) {
+      return absl::DataLossError(
+          absl::StrCat("checkpoint ", dir, ": ", file, " lacks the AdamW state of ", name));
+    }
+    for (const RawTensor* t : {a->second, b->second}) {
+      if (t->dtype != RawDType::kFloat32 || t->shape != param.sizes().vec()) {
+        return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", file, " tensor ",
+                                                t->name, " does not match the parameter's shape"));
+      }
+    }
+    out.push_back({param, count->get<int64_t>(), FromRaw(*a->second), FromRaw(*b->second)});
+  }
+  return out;
+}
+
+void ApplyAdam(torch::optim::AdamW& optimizer, const std::vector<AdamEntry>& entries) {
+  auto& state = optimizer.state();
+  state.clear();
+  for (const AdamEntry& e : entries) {
+    auto adam = std::make_unique<torch::optim::AdamWParamState>();
+    adam->step(e.step);
+    adam->exp_avg(e.exp_avg);
+    adam->exp_avg_sq(e.exp_avg_sq);
+    state[StateKey(e.param)] = std::move(adam);
+  }
 }
 
 // "version-000000042" directories under a keep_last root, oldest first.
@@ -134,20 +203,19 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint(const std::string& dir_arg,
     if (!s.ok()) return s;
     // AdamW moments under the parameters' Hugging Face names; the step
     // counts go to the state file.
-    std::vector<RawTensor> moments;
-    nlohmann::json adam_steps = nlohmann::json::object();
-    const auto& state = impl_->optimizer.state();
-    for (const auto& item : impl_->model->named_parameters()) {
-      auto it = state.find(StateKey(item.value()));
-      if (it == state.end()) continue;
-      const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
-      const std::string hf = impl_->model->HfName(item.key());
-      moments.push_back(ToRaw(hf + ".exp_avg", st.exp_avg()));
-      moments.push_back(ToRaw(hf + ".exp_avg_sq", st.exp_avg_sq()));
-      adam_steps[hf] = st.step();
+    absl::StatusOr<nlohmann::json> adam_steps = SaveAdam(
+        impl_->optimizer, PolicyParams(impl_->model), tmp + "/" + kOptimizerFile);
+    if (!adam_steps.ok()) return adam_steps.status();
+    nlohmann::json critic_steps = nullptr;
+    if (impl_->critic != nullptr) {
+      s = WriteSafetensors(tmp + "/" + kCriticFile, impl_->critic->ExportWeights());
+      if (!s.ok()) return s;
+      absl::StatusOr<nlohmann::json> steps =
+          SaveAdam(impl_->critic->optimizer(), impl_->critic->named_parameters(),
+                   tmp + "/" + kCriticOptimizerFile);
+      if (!steps.ok()) return steps.status();
+      critic_steps = *steps;
     }
-    s = WriteSafetensors(tmp + "/" + kOptimizerFile, moments);
-    if (!s.ok()) return s;
     if (!impl_->reference.is_empty()) {
       s = WriteSafetensors(tmp + "/" + kReferenceFile, impl_->reference->ExportWeights());
       if (!s.ok()) return s;
@@ -166,7 +234,8 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint(const std::string& dir_arg,
         {"weight_version", impl_->version},
         {"optimizer_steps", impl_->steps},
         {"model", impl_->model->config().Describe()},
-        {"adam_steps", adam_steps},
+        {"adam_steps", *adam_steps},
+        {"critic_adam_steps", critic_steps},
         {"rng_cpu", absl::BytesToHexString(absl::string_view(
                         static_cast<const char*>(rng.data_ptr()), rng.numel()))},
         {"client_state", absl::BytesToHexString(options.client_state)},
@@ -270,34 +339,27 @@ absl::StatusOr<ResumePoint> Trainer::LoadCheckpoint(const std::string& dir_arg) 
   // Read and check everything before changing the trainer.
   absl::StatusOr<std::vector<RawTensor>> weights = ReadCheckpointWeights(dir);
   if (!weights.ok()) return weights.status();
-  absl::StatusOr<std::vector<RawTensor>> moments =
-      ReadSafetensors(absl::StrCat(dir, "/", kOptimizerFile));
-  if (!moments.ok()) return moments.status();
-  std::map<std::string, const RawTensor*> by_name;
-  for (const RawTensor& t : *moments) by_name[t.name] = &t;
-  struct Restored {
-    at::Tensor param;
-    int64_t step;
-    const RawTensor* exp_avg;
-    const RawTensor* exp_avg_sq;
-  };
-  std::vector<Restored> restored;
-  for (const auto& item : impl_->model->named_parameters()) {
-    const std::string hf = impl_->model->HfName(item.key());
-    auto steps = st["adam_steps"].find(hf);
-    if (steps == st["adam_steps"].end()) continue;  // no optimizer state yet
-    auto a = by_name.find(hf + ".exp_avg"), b = by_name.find(hf + ".exp_avg_sq");
-    if (a == by_name.end() || b == by_name.end() || !steps->is_number_integer()) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", kOptimizerFile,
-                                              " lacks the AdamW state of ", hf));
+  absl::StatusOr<std::vector<AdamEntry>> adam =
+      ReadAdam(dir, kOptimizerFile, st["adam_steps"], PolicyParams(impl_->model));
+  if (!adam.ok()) return adam.status();
+  // The critic is rebuilt from the checkpoint's weights and optimizer state.
+  std::unique_ptr<Critic> critic;
+  std::vector<AdamEntry> critic_adam;
+  if (st.contains("critic_adam_steps") && !st["critic_adam_steps"].is_null()) {
+    absl::StatusOr<std::vector<RawTensor>> critic_weights =
+        ReadSafetensors(absl::StrCat(dir, "/", kCriticFile));
+    if (!critic_weights.ok()) return critic_weights.status();
+    try {
+      critic = std::make_unique<Critic>(impl_->model, impl_->weight_decay);
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat("cannot build the critic: ", e.what_without_backtrace()));
     }
-    for (const RawTensor* t : {a->second, b->second}) {
-      if (t->dtype != RawDType::kFloat32 || t->shape != item.value().sizes().vec()) {
-        return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", kOptimizerFile, " tensor ",
-                                                t->name, " does not match the parameter's shape"));
-      }
-    }
-    restored.push_back({item.value(), steps->get<int64_t>(), a->second, b->second});
+    absl::Status s = critic->ImportWeights(*critic_weights);
+    if (!s.ok()) return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", kCriticFile, ": ", s.message()));
+    absl::StatusOr<std::vector<AdamEntry>> entries = ReadAdam(
+        dir, kCriticOptimizerFile, st["critic_adam_steps"], critic->named_parameters());
+    if (!entries.ok()) return entries.status();
+    critic_adam = std::move(*entries);
   }
   absl::StatusOr<std::vector<RawTensor>> reference;
   const bool has_reference = fs::exists(absl::StrCat(dir, "/", kReferenceFile));
@@ -316,15 +378,9 @@ absl::StatusOr<ResumePoint> Trainer::LoadCheckpoint(const std::string& dir_arg) 
     }
     absl::Status s = impl_->model->ImportWeights(*weights);
     if (!s.ok()) return s;
-    auto& state = impl_->optimizer.state();
-    state.clear();
-    for (const Restored& r : restored) {
-      auto adam = std::make_unique<torch::optim::AdamWParamState>();
-      adam->step(r.step);
-      adam->exp_avg(FromRaw(*r.exp_avg));
-      adam->exp_avg_sq(FromRaw(*r.exp_avg_sq));
-      state[StateKey(r.param)] = std::move(adam);
-    }
+    ApplyAdam(impl_->optimizer, *adam);
+    if (critic != nullptr) ApplyAdam(critic->optimizer(), critic_adam);
+    impl_->critic = std::move(critic);
     impl_->reference = new_reference;
     if (!rng_bytes.empty()) {
       at::Tensor rng = at::empty({static_cast<int64_t>(rng_bytes.size())}, at::kByte);

@@ -6,7 +6,9 @@
 #include <torch/optim/adamw.h>
 
 #include <cstdint>
+#include <memory>
 
+#include "learner/critic.h"
 #include "learner/packed_batch.h"
 #include "learner/policy_loss.h"
 #include "learner/trainer.h"
@@ -20,12 +22,16 @@ struct Trainer::Impl {
         optimizer(model->parameters(),
                   torch::optim::AdamWOptions(run.rl_lr)
                       .betas({0.9, 0.99})
-                      .weight_decay(run.weight_decay)) {}
+                      .weight_decay(run.weight_decay)),
+        weight_decay(run.weight_decay) {}
   MoeTransformer model;
   torch::optim::AdamW optimizer;
   // The frozen reference policy of the KL term: the weights at the first
   // policy-gradient step that asks for it (after any SFT warm start).
   MoeTransformer reference{nullptr};
+  // The value model of PPO with GAE, made at the first step that needs it.
+  std::unique_ptr<Critic> critic;
+  double weight_decay = 0.0;
   ProcessGroupHandle* group = nullptr;
   int64_t version = 0;
   int64_t steps = 0;
@@ -35,6 +41,15 @@ struct Trainer::Impl {
   // (see Step).
   at::Tensor MicroBatchLoss(const PackedRow& row, const StepOptions& options,
                             const LossScale& scale, int64_t global_positions, at::Tensor& local);
+
+  // PPO with a critic, before any update: the critic's values, GAE
+  // advantages (whitened over every rank's tokens) into each row's
+  // `advantages`, and the value targets. Fills `old_values` and `returns`
+  // ([S, L] per row).
+  absl::Status PrepareGae(std::vector<PackedRow>& rows,
+                          const std::vector<std::vector<const TrainExample*>>& examples,
+                          const StepOptions& options, std::vector<at::Tensor>& old_values,
+                          std::vector<at::Tensor>& returns);
 };
 
 }  // namespace rlpost

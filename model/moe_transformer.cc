@@ -280,17 +280,21 @@ std::string MoeTransformerImpl::HfName(const std::string& module_name) const {
   return name;
 }
 
+RawTensor ToRawTensor(const std::string& name, const at::Tensor& tensor, RawDType dtype) {
+  const at::ScalarType st = dtype == RawDType::kBFloat16 ? at::kBFloat16 : at::kFloat;
+  const at::Tensor t = tensor.detach().to(at::kCPU, st).contiguous();
+  RawTensor raw;
+  raw.name = name;
+  raw.dtype = dtype;
+  raw.shape = t.sizes().vec();
+  raw.bytes.assign(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+  return raw;
+}
+
 std::vector<RawTensor> MoeTransformerImpl::ExportWeights(RawDType dtype) const {
-  at::ScalarType st = dtype == RawDType::kBFloat16 ? at::kBFloat16 : at::kFloat;
   std::vector<RawTensor> out;
   for (const auto& item : named_parameters(/*recurse=*/true)) {
-    at::Tensor t = item.value().detach().to(at::kCPU, st).contiguous();
-    RawTensor raw;
-    raw.name = HfName(item.key());
-    raw.dtype = dtype;
-    raw.shape = t.sizes().vec();
-    raw.bytes.assign(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
-    out.push_back(std::move(raw));
+    out.push_back(ToRawTensor(HfName(item.key()), item.value(), dtype));
   }
   return out;
 }

@@ -176,6 +176,11 @@ class MoeTransformerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MoeTransformer);
 
+// A tensor's values as a RawTensor named `name`, converted to `dtype`
+// (float32 or bfloat16).
+RawTensor ToRawTensor(const std::string& name, const at::Tensor& tensor,
+                      RawDType dtype = RawDType::kFloat32);
+
 // Left-padded batch of token sequences, ready for Forward().
 struct PaddedBatch {
   at::Tensor tokens;     // [B,T] int64 (pad = 0)

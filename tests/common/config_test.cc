@@ -87,8 +87,11 @@ TEST(ConfigTest, ChoiceKeysListTheValidValues) {
     std::string override_arg, expected;
   };
   for (const Case& c : std::vector<Case>{
-           {"rl.advantage=ppo", "grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline"},
-           {"rl.advantage=gae", "needs a critic"},
+           {"rl.advantage=ppo", "grpo, dr_grpo, rloo, reinforce_pp, reinforce_pp_baseline or gae"},
+           {"rl.value_warmup_steps=3", "needs a critic: set rl.advantage=gae"},
+           {"rl.kl_reward_coef=0.1", "rl.kl_reward_coef' needs a critic"},
+           {"rl.gae_lambda=1.5", "rl.gae_lambda' must be in [0, 1]"},
+           {"rl.value_clip=-1", "rl.value_clip"},
            {"rollout.drafter=eagle", "none, ngram, mtp or draft"},
            {"rollout.drafter=mtp", "model.mtp_layers=1"},
            {"rollout.max_draft_tokens=17", "[0, 16]"},
@@ -107,6 +110,9 @@ TEST(ConfigTest, ChoiceKeysListTheValidValues) {
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->rl_advantage, "rloo");
   EXPECT_EQ(ok->rollout_drafter, "mtp");
+  ok = LoadRunConfig("", {"rl.advantage=gae", "rl.value_warmup_steps=5", "rl.critic_lr=1e-3"});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->rl_value_warmup_steps, 5);
 }
 
 TEST(ConfigTest, ShippedConfigsLoad) {

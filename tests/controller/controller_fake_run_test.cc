@@ -307,6 +307,38 @@ TEST_F(FakeRunTest, RejectionSamplingFineTuningTrainsOnOneCorrectSamplePerGroup)
   }
 }
 
+TEST_F(FakeRunTest, GaeSendsRewardsAndCriticOnlyStepsPublishNothing) {
+  FakeCluster cluster(1);
+  cluster.learner.set_critic_only_steps(2);
+  RunControl control;
+  RunConfig config = SmallConfig(dir_);
+  config.rl_advantage = "gae";
+  config.rl_value_warmup_steps = 2;
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  ASSERT_TRUE(run.Run().ok());
+  std::vector<v1::TrainBatch> batches = cluster.learner.batches();
+  ASSERT_EQ(batches.size(), 5u);  // 2 SFT + 3 RL
+  bool rewarded = false;
+  for (size_t i = 2; i < batches.size(); ++i) {
+    for (const v1::TrainSample& s : batches[i].samples()) {
+      EXPECT_EQ(s.advantage(), 0.0f);  // the learner's critic computes them
+      rewarded |= s.reward() > 0;
+    }
+  }
+  EXPECT_TRUE(rewarded);
+  // Versions: 2 after SFT, unchanged by the two critic-only steps, 3 after
+  // the last; workers follow.
+  EXPECT_EQ(cluster.learner.version(), 3);
+  EXPECT_EQ(cluster.rollouts[0]->version(), 3);
+  std::ifstream metrics(dir_ + "/fake_run/metrics.jsonl");
+  std::string line;
+  std::vector<bool> critic_only;
+  while (std::getline(metrics, line)) {
+    critic_only.push_back(nlohmann::json::parse(line)["critic_only"].get<bool>());
+  }
+  EXPECT_EQ(critic_only, (std::vector<bool>{true, true, false}));
+}
+
 TEST_F(FakeRunTest, KeepsUniformGroupsWhenRejectionSamplingIsOff) {
   FakeCluster cluster(1, FakeRollout::Mode::kAllCorrect);
   RunControl control;

@@ -1,5 +1,6 @@
 #include "tests/controller/fake_peers.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -178,6 +179,11 @@ void FakeLearner::set_train_hook(TrainHook hook) {
   hook_ = std::move(hook);
 }
 
+void FakeLearner::set_critic_only_steps(int64_t n) {
+  absl::MutexLock lock(&mu_);
+  critic_only_steps_ = n;
+}
+
 grpc::Status FakeLearner::Train(grpc::ServerContext*, const v1::TrainBatch* request,
                                 v1::TrainResult* response) {
   TrainHook hook;
@@ -191,9 +197,13 @@ grpc::Status FakeLearner::Train(grpc::ServerContext*, const v1::TrainBatch* requ
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "batch from the future");
   }
   batches_.push_back(*request);
-  ++version_;
+  if (request->objective() == v1::OBJECTIVE_POLICY_GRADIENT && request->step() <= critic_only_steps_) {
+    response->set_critic_only(true);
+  } else {
+    ++version_;
+  }
   response->set_weight_version(version_);
-  response->set_loss(1.0f / static_cast<float>(version_));
+  response->set_loss(1.0f / static_cast<float>(std::max<int64_t>(version_, 1)));
   response->set_grad_norm(0.5f);
   response->set_world_size(1);
   return grpc::Status::OK;

@@ -65,6 +65,9 @@ class FakeLearner final : public v1::LearnerService::Service {
   // use it to pause or stop the run at a known step.
   using TrainHook = std::function<void(const v1::TrainBatch&)>;
   void set_train_hook(TrainHook hook);
+  // Policy-gradient batches with step <= n train "only the critic": the
+  // version stays and the result says critic_only (value pre-training).
+  void set_critic_only_steps(int64_t n);
 
   grpc::Status Train(grpc::ServerContext* context, const v1::TrainBatch* request,
                      v1::TrainResult* response) override;
@@ -86,6 +89,7 @@ class FakeLearner final : public v1::LearnerService::Service {
   std::vector<v1::TrainBatch> batches_ ABSL_GUARDED_BY(mu_);
   std::string checkpoint_dir_ ABSL_GUARDED_BY(mu_);
   TrainHook hook_ ABSL_GUARDED_BY(mu_);
+  int64_t critic_only_steps_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A rollout fleet, a verifier and a learner, each on its own server.

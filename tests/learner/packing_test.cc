@@ -141,6 +141,7 @@ std::pair<double, double> AbsDiff(const std::vector<RawTensor>& a, const std::ve
 TEST(MicroBatchTest, StepsDoNotDependOnHowTheBatchIsCut) {
   for (LossAggregation agg : {LossAggregation::kTokenMean, LossAggregation::kSeqMeanTokenMean,
                               LossAggregation::kSeqMeanTokenSumNorm}) {
+   for (bool critic : {false, true}) {
     RunConfig run = TinyRunConfig();
     run.model.mtp_layers = 1;
     auto whole = Trainer::Create(run, 40, nullptr);
@@ -157,6 +158,10 @@ TEST(MicroBatchTest, StepsDoNotDependOnHowTheBatchIsCut) {
     // add up exactly; the load-balancing loss is per micro-batch by design.
     o.router_z_loss_coef = 0.1;
     o.aux_loss_coef = 0.0;
+    // PPO with a critic: GAE advantages whitened over the batch, and the
+    // critic's own update.
+    o.critic.enabled = critic;
+    o.critic.lr = 3e-3;
     for (int step = 0; step < 3; ++step) {
       o.micro_batch_tokens = 0;
       auto a = (*whole)->Step(VariedBatch(), o);
@@ -171,6 +176,8 @@ TEST(MicroBatchTest, StepsDoNotDependOnHowTheBatchIsCut) {
       EXPECT_NEAR(a->mtp_loss, b->mtp_loss, 1e-5);
       EXPECT_NEAR(a->ref_kl, b->ref_kl, 1e-6);
       EXPECT_NEAR(a->grad_norm, b->grad_norm, 1e-5 * std::max(1.0, a->grad_norm));
+      EXPECT_NEAR(a->value_loss, b->value_loss, 1e-5);
+      EXPECT_NEAR(a->return_mean, b->return_mean, 1e-5);
     }
     // Only fp32 summation order differs. Adam scales each gradient element
     // by its own magnitude, so an element near zero (a cancellation, its
@@ -179,7 +186,8 @@ TEST(MicroBatchTest, StepsDoNotDependOnHowTheBatchIsCut) {
     const auto [worst, mean] = AbsDiff((*cut)->ExportWeights(), (*whole)->ExportWeights());
     EXPECT_LT(worst, 0.02 * o.lr);
     EXPECT_LT(mean, 1e-4 * o.lr)
-        << "aggregation " << static_cast<int>(agg);
+        << "aggregation " << static_cast<int>(agg) << " critic " << critic;
+   }
   }
 }
 

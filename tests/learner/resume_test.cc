@@ -36,15 +36,19 @@ std::vector<TrainExample> Batch(int step) {
   return b;
 }
 
-// Step `step` of a run: a warm-start SFT step first, then policy-gradient
-// steps with a KL reference (so the reference is part of the state) and a
-// learning rate that changes every step (the caller's schedule).
+// Step `step` of a run: a warm-start SFT step first, then PPO with a critic
+// (value pre-training at step 1) and a KL reference, so critic, its
+// optimizer and the reference are all part of the state, with a learning
+// rate that changes every step (the caller's schedule).
 void RunStep(Trainer* t, int step) {
   StepOptions o;
   o.objective = step == 0 ? TrainObjective::kSft : TrainObjective::kPolicyGradient;
   o.lr = 4e-3 / (1.0 + step);
   o.kl_coef = 0.05;
   o.micro_batch_tokens = 20;
+  o.critic.enabled = true;
+  o.critic.critic_only = step == 1;
+  o.critic.lr = 3e-3;
   auto r = t->Step(Batch(step), o);
   ASSERT_TRUE(r.ok()) << r.status();
 }
@@ -82,10 +86,10 @@ TEST(ResumeTest, StepsAfterAResumeAreBitIdenticalToAnUninterruptedRun) {
   RunStep(resumed->get(), 4);
   auto point = (*resumed)->LoadCheckpoint(dir);
   ASSERT_TRUE(point.ok()) << point.status();
-  EXPECT_EQ(point->weight_version, 3);
-  EXPECT_EQ(point->optimizer_steps, 3);
+  EXPECT_EQ(point->weight_version, 2);  // step 1 trained the critic only
+  EXPECT_EQ(point->optimizer_steps, 2);
   EXPECT_EQ(point->client_state, options.client_state);
-  EXPECT_EQ((*resumed)->weight_version(), 3);
+  EXPECT_EQ((*resumed)->weight_version(), 2);
   for (int s = 3; s < 6; ++s) RunStep(resumed->get(), s);
   EXPECT_TRUE(BitIdentical((*resumed)->ExportWeights(), (*straight)->ExportWeights()));
   EXPECT_EQ((*resumed)->weight_version(), (*straight)->weight_version());
@@ -103,7 +107,7 @@ TEST(ResumeTest, KeepLastKeepsTheNewestAndResumesFromTheRoot) {
   CheckpointOptions options;
   options.keep_last = 2;
   for (int s = 0; s < 4; ++s) {
-    RunStep(t->get(), s);
+    RunStep(t->get(), s == 0 ? 0 : s + 1);  // no critic-only step: one version each
     options.client_state = "step " + std::to_string(s);
     auto written = (*t)->SaveCheckpoint(root, options);
     ASSERT_TRUE(written.ok()) << written.status();

@@ -28,9 +28,13 @@ std::vector<TrainExample> Batch(int step) {
   return b;
 }
 
-void Train(Trainer* t, int steps) {
+void Train(Trainer* t, int steps, bool critic = false) {
   StepOptions o;
   o.lr = 5e-3;
+  // PPO with a critic: the advantages are whitened over both ranks' tokens
+  // and the critic's gradients are summed with the policy's.
+  o.critic.enabled = critic;
+  o.critic.lr = 3e-3;
   // The load-balancing loss is computed per rank (per micro-batch), as in
   // Megatron; exact equivalence holds for the token losses.
   o.aux_loss_coef = 0.0;
@@ -54,7 +58,7 @@ double MaxRelDiff(const std::vector<RawTensor>& a, const std::vector<RawTensor>&
   return worst;
 }
 
-TEST(TwoRankTest, RendezvousThatCannotCompleteNamesTheAddressAndRank) {
+TEST(RendezvousTest, ThatCannotCompleteNamesTheAddressAndRank) {
   const int port = *PickFreePort();  // nobody serves the store there
   GroupOptions o;
   o.rank = 1;
@@ -69,10 +73,13 @@ TEST(TwoRankTest, RendezvousThatCannotCompleteNamesTheAddressAndRank) {
   EXPECT_NE(msg.find("timeout 1 s"), std::string::npos) << msg;
 }
 
-TEST(TwoRankTest, TwoRanksMatchOneRankOnTheSameGlobalBatch) {
+class TwoRankTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TwoRankTest, TwoRanksMatchOneRankOnTheSameGlobalBatch) {
+  const bool critic = GetParam();
   auto single = Trainer::Create(TinyRunConfig(), 30, nullptr);
   ASSERT_TRUE(single.ok());
-  Train(single->get(), 3);
+  Train(single->get(), 3, critic);
 
   int port = *PickFreePort();
   std::vector<RawTensor> weights[2];
@@ -83,7 +90,7 @@ TEST(TwoRankTest, TwoRanksMatchOneRankOnTheSameGlobalBatch) {
       ASSERT_TRUE(group.ok()) << group.status();
       auto t = Trainer::Create(TinyRunConfig(), 30, group->get());
       ASSERT_TRUE(t.ok());
-      Train(t->get(), 3);
+      Train(t->get(), 3, critic);
       weights[r] = (*t)->ExportWeights();
     });
   }
@@ -97,6 +104,9 @@ TEST(TwoRankTest, TwoRanksMatchOneRankOnTheSameGlobalBatch) {
   // the gradient's own magnitude, so tiny gradients amplify fp32 rounding.
   EXPECT_LT(MaxRelDiff(weights[0], (*single)->ExportWeights()), 1e-3);
 }
+
+INSTANTIATE_TEST_SUITE_P(Critic, TwoRankTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Gae" : "Outcome"; });
 
 }  // namespace
 }  // namespace rlpost
