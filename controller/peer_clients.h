@@ -57,7 +57,8 @@ class PeerClients {
   absl::StatusOr<v1::TrainResult> Train(const v1::TrainBatch& batch);
   absl::StatusOr<v1::SaveCheckpointResponse> SaveCheckpoint(const std::string& directory);
   // The learner's latest weight version, every chunk of it.
-  absl::StatusOr<WeightSet> FetchWeights();
+  // The learner's latest version, in bfloat16 on the wire when `bf16`.
+  absl::StatusOr<WeightSet> FetchWeights(bool bf16 = false);
   // Streams `weights` to every rollout worker concurrently (one thread each)
   // and checks that each reports the version as loaded.
   absl::Status PushWeights(const WeightSet& weights);

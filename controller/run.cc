@@ -220,7 +220,8 @@ absl::Status TrainingRun::WarmStart() {
 }
 
 absl::Status TrainingRun::SyncWeights() {
-  absl::StatusOr<WeightSet> weights = clients_->FetchWeights();
+  absl::StatusOr<WeightSet> weights =
+      clients_->FetchWeights(config_.learner_publish_dtype == "bfloat16");
   if (!weights.ok()) return weights.status();
   if (weights->version != version_) {
     return absl::DataLossError(absl::StrCat("learner ", addresses_.learner,

@@ -5,8 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
-#include "learner/lr_schedule.h"
 #include "common/weight_chunks.h"
+#include "learner/lr_schedule.h"
+#include "model/safetensors.h"
 
 namespace rlpost {
 namespace {
@@ -196,6 +197,19 @@ grpc::Status LearnerServiceImpl::GetWeights(grpc::ServerContext* context,
       version = it->first;
       weights = it->second;
     }
+  }
+  if (request->dtype() == v1::DTYPE_BFLOAT16) {
+    auto converted = std::make_shared<std::vector<RawTensor>>();
+    for (const RawTensor& t : *weights) {
+      absl::StatusOr<RawTensor> bf16 = ConvertDType(t, RawDType::kBFloat16);
+      if (!bf16.ok()) return ToGrpcStatus(bf16.status());
+      converted->push_back(std::move(*bf16));
+    }
+    weights = std::move(converted);
+  } else if (request->dtype() != v1::DTYPE_UNSPECIFIED && request->dtype() != v1::DTYPE_FLOAT32) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "GetWeights dtype ", v1::DType_Name(request->dtype()),
+        " is not served; ask for FLOAT32 or BFLOAT16")));
   }
   for (const v1::WeightChunk& chunk : ChunkWeights(version, *weights, request->chunk_bytes())) {
     if (context->IsCancelled() || !writer->Write(chunk)) return grpc::Status::CANCELLED;

@@ -146,6 +146,35 @@ TEST_P(RealServersTest, ThreeStepsEndWithEveryWorkerOnTheLatestVersion) {
     EXPECT_EQ(info.weight_version(), 5);
     EXPECT_EQ(info.resumed_from(), checkpoint);
   }
+  // Retained versions are served in fp32 or bf16 (half the bytes, same
+  // tensors); an unretained version is NOT_FOUND.
+  int64_t bytes[2] = {0, 0};
+  for (v1::DType dtype : {v1::DTYPE_FLOAT32, v1::DTYPE_BFLOAT16}) {
+    grpc::ClientContext ctx;
+    v1::GetWeightsRequest request;
+    request.set_version(5);
+    request.set_dtype(dtype);
+    auto reader = stub->GetWeights(&ctx, request);
+    v1::WeightChunk chunk;
+    while (reader->Read(&chunk)) {
+      EXPECT_EQ(chunk.dtype(), dtype);
+      EXPECT_EQ(chunk.version(), 5);
+      bytes[dtype == v1::DTYPE_BFLOAT16] += static_cast<int64_t>(chunk.data().size());
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+  }
+  EXPECT_GT(bytes[0], 0);
+  EXPECT_EQ(bytes[1] * 2, bytes[0]);
+  {
+    grpc::ClientContext ctx;
+    v1::GetWeightsRequest request;
+    request.set_version(3);
+    auto reader = stub->GetWeights(&ctx, request);
+    v1::WeightChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  }
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext ctx;
     v1::SaveCheckpointRequest request;
