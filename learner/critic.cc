@@ -36,7 +36,7 @@ at::Tensor Critic::Values(const PackedRow& row) {
   fo.router_losses = false;
   ForwardOutput out = trunk_->Forward(row.tokens, row.positions, row.key_mask, fo);
   const at::Tensor hidden = out.hidden.reshape({-1, out.hidden.size(2)}).index_select(0, row.logit_rows);
-  return score_->forward(norm_->forward(hidden)).squeeze(-1);
+  return score_->forward(norm_->forward(hidden)).squeeze(-1).to(at::kFloat);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Critic::named_parameters() const {

@@ -59,6 +59,7 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
   options->aux_loss_coef = config.rl_aux_loss_coef;
   options->router_z_loss_coef = config.rl_router_z_loss_coef;
   options->micro_batch_tokens = config.learner_micro_batch_tokens;
+  options->bf16 = config.learner_dtype == "bfloat16";
   if (pg && config.rl_advantage == "gae") {
     CriticOptions& c = options->critic;
     c.enabled = true;

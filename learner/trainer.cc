@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "learner/collective.h"
+#include "learner/mixed_precision.h"
 #include "learner/packed_batch.h"
 #include "learner/packing.h"
 #include "learner/policy_loss.h"
@@ -29,7 +30,7 @@ at::Tensor Trainer::Impl::MicroBatchLoss(const PackedRow& row, const StepOptions
     fo.replay_token_mask = &row.replay_rows;
   }
   ForwardOutput out = model->Forward(row.tokens, row.positions, row.key_mask, fo);
-  at::Tensor logits = out.logits;  // [N, vocab]
+  at::Tensor logits = out.logits.to(at::kFloat);  // [N, vocab]; float32 under bf16 autocast
   if (options.temperature > 0 && options.temperature != 1.0) logits = logits / options.temperature;
   const at::Tensor logp_all = at::log_softmax(logits, -1);
   const at::Tensor logp_flat = logp_all.gather(-1, row.targets.unsqueeze(-1)).squeeze(-1);
@@ -67,7 +68,7 @@ at::Tensor Trainer::Impl::MicroBatchLoss(const PackedRow& row, const StepOptions
           ref_logits = ref_logits / options.temperature;
         }
         ref_logp = ToGrid(
-            row, at::log_softmax(ref_logits, -1).gather(-1, row.targets.unsqueeze(-1)).squeeze(-1));
+            row, at::log_softmax(ref_logits.to(at::kFloat), -1).gather(-1, row.targets.unsqueeze(-1)).squeeze(-1));
       }
       // Samples come from the policy: log-ratio r = log q - log p.
       const at::Tensor r = ref_logp - logp;
@@ -98,7 +99,7 @@ at::Tensor Trainer::Impl::MicroBatchLoss(const PackedRow& row, const StepOptions
     at::Tensor mtp_logits = model->MtpForward(out.hidden, row.mtp_next, row.positions,
                                               row.key_mask, nullptr, /*train_shared=*/sft,
                                               &row.segments, &row.mtp_rows);
-    at::Tensor mtp_sum = -at::log_softmax(mtp_logits, -1)
+    at::Tensor mtp_sum = -at::log_softmax(mtp_logits.to(at::kFloat), -1)
                               .gather(-1, row.mtp_targets.unsqueeze(-1))
                               .sum();
     local[3] += mtp_sum.detach().to(at::kDouble);
@@ -240,6 +241,9 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
         computed_positions > 0
             ? static_cast<double>(computed_positions - real_positions) / computed_positions
             : 0.0;
+    // bf16 mixed precision (forwards and backwards of this step; master
+    // weights, gradients and optimizer state stay float32).
+    AutocastScope autocast(options.bf16, impl_->model->parameters().front().device());
     std::vector<at::Tensor> old_values, returns;
     if (with_critic) {
       impl_->critic->optimizer().zero_grad();
@@ -376,7 +380,7 @@ absl::Status Trainer::Impl::PrepareGae(std::vector<PackedRow>& rows,
       at::Tensor ref_logits = reference->Forward(row.tokens, row.positions, row.key_mask, ro).logits;
       if (options.temperature > 0 && options.temperature != 1.0) ref_logits = ref_logits / options.temperature;
       const at::Tensor ref_logp = ToGrid(
-          row, at::log_softmax(ref_logits, -1).gather(-1, row.targets.unsqueeze(-1)).squeeze(-1));
+          row, at::log_softmax(ref_logits.to(at::kFloat), -1).gather(-1, row.targets.unsqueeze(-1)).squeeze(-1));
       const at::Tensor r = ref_logp - row.old_logprobs;
       switch (options.kl_estimator) {
         case KlEstimator::kK1: kl = -r; break;

@@ -89,6 +89,9 @@ struct StepOptions {
   // alone, so the policy update is exactly the one without MTP.
   double mtp_loss_coef = 0.1;
   double grad_clip = 1.0;       // 0 = off
+  // bf16 mixed precision (learner/mixed_precision.h): forward and backward
+  // matmuls in bfloat16, weights, gradients and AdamW state in float32.
+  bool bf16 = false;
   CriticOptions critic;
 };
 

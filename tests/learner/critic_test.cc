@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <torch/types.h>
 
 #include "learner/trainer.h"
@@ -113,6 +115,39 @@ TEST(CriticTest, KlInTheRewardLowersTheReturns) {
   // k3 of log-ratio about -2.7 is about 1.8 per token: returns drop by
   // 0.1 * 1.8 per remaining token.
   EXPECT_LT(with_kl->return_mean, 0.5 - 0.2);
+}
+
+TEST(MixedPrecisionTest, Bf16StepsTrainWithFloat32MasterWeights) {
+  auto fp32 = Trainer::Create(TinyRunConfig(), 40, nullptr);
+  auto bf16 = Trainer::Create(TinyRunConfig(), 40, nullptr);
+  StepOptions o;
+  o.objective = TrainObjective::kSft;
+  o.lr = 1e-2;
+  StepStats first32, first16, last16;
+  for (int s = 0; s < 30; ++s) {
+    o.bf16 = false;
+    auto a = (*fp32)->Step(Batch(), o);
+    o.bf16 = true;
+    auto b = (*bf16)->Step(Batch(), o);
+    ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+    if (s == 0) {
+      first32 = *a;
+      first16 = *b;
+    }
+    last16 = *b;
+  }
+  // Same weights at step 0: the bf16 loss is the fp32 one up to bf16
+  // rounding, and bf16 training still fits the batch.
+  EXPECT_NEAR(first16.loss, first32.loss, 0.02 * first32.loss);
+  EXPECT_NE(first16.loss, first32.loss);  // bf16 matmuls really ran
+  EXPECT_LT(last16.loss, 0.5 * first16.loss);
+  for (const RawTensor& t : (*bf16)->ExportWeights()) EXPECT_EQ(t.dtype, RawDType::kFloat32);
+  // PPO with a critic under bf16 too.
+  StepOptions g = GaeOptions(false);
+  g.bf16 = true;
+  auto r = (*bf16)->Step(Batch(), g);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(std::isfinite(r->value_loss));
 }
 
 }  // namespace
