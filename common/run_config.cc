@@ -103,6 +103,8 @@ std::vector<ConfigKey> Keys() {
        "KV blocks per worker (0 = max_batch full-context samples)"},
       {"learner.world_size", T::kInt, "1", "learner ranks (torch c10d, Gloo)"},
       {"learner.threads", T::kInt, "1", "intra-op threads per learner rank"},
+      {"learner.activation_checkpointing", T::kBool, "false",
+       "recompute each decoder block's activations in backward (less memory, ~1 extra forward)"},
       {"learner.dtype", T::kString, "float32",
        "training precision: float32, or bfloat16 (mixed: bf16 matmuls, fp32 master weights)"},
       {"learner.publish_dtype", T::kString, "float32",
@@ -348,6 +350,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.learner_world_size = c.GetInt("learner.world_size");
   r.learner_threads = c.GetInt("learner.threads");
   r.learner_micro_batch_tokens = c.GetInt("learner.micro_batch_tokens");
+  r.learner_activation_checkpointing = c.GetBool("learner.activation_checkpointing");
   r.learner_dtype = c.GetString("learner.dtype");
   if (r.learner_dtype != "float32" && r.learner_dtype != "bfloat16") {
     return absl::InvalidArgumentError(absl::StrCat(

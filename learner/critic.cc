@@ -28,8 +28,9 @@ Critic::Critic(const MoeTransformer& policy, double weight_decay)
       parameters(), torch::optim::AdamWOptions(1e-3).betas({0.9, 0.99}).weight_decay(weight_decay));
 }
 
-at::Tensor Critic::Values(const PackedRow& row) {
+at::Tensor Critic::Values(const PackedRow& row, bool checkpoint_activations) {
   ForwardOptions fo;
+  fo.checkpoint_activations = checkpoint_activations;
   fo.segments = &row.segments;
   const at::Tensor none = at::zeros({0}, at::kLong);
   fo.logit_rows = &none;  // the language-model head is not needed

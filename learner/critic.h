@@ -28,8 +28,9 @@ class Critic {
   // Copies `policy`'s weights into the trunk.
   Critic(const MoeTransformer& policy, double weight_decay);
 
-  // [N] values at row.logit_rows (with a gradient unless under NoGradGuard).
-  at::Tensor Values(const PackedRow& row);
+  // [N] values at row.logit_rows (with a gradient unless under
+  // NoGradGuard), optionally with activation checkpointing.
+  at::Tensor Values(const PackedRow& row, bool checkpoint_activations = false);
 
   std::vector<at::Tensor> parameters() const;
   // Parameters under checkpoint names: the trunk's Hugging Face names, and

@@ -60,6 +60,7 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
   options->router_z_loss_coef = config.rl_router_z_loss_coef;
   options->micro_batch_tokens = config.learner_micro_batch_tokens;
   options->bf16 = config.learner_dtype == "bfloat16";
+  options->checkpoint_activations = config.learner_activation_checkpointing;
   if (pg && config.rl_advantage == "gae") {
     CriticOptions& c = options->critic;
     c.enabled = true;

@@ -25,6 +25,7 @@ at::Tensor Trainer::Impl::MicroBatchLoss(const PackedRow& row, const StepOptions
   ForwardOptions fo;
   fo.segments = &row.segments;
   fo.logit_rows = &row.logit_rows;
+  fo.checkpoint_activations = options.checkpoint_activations;
   if (!row.replay.empty()) {
     fo.replay_expert_ids = &row.replay;
     fo.replay_token_mask = &row.replay_rows;
@@ -262,7 +263,8 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
         loss.backward();
       }
       if (with_critic) {
-        const at::Tensor values = ToGrid(row, impl_->critic->Values(row));
+        const at::Tensor values =
+            ToGrid(row, impl_->critic->Values(row, options.checkpoint_activations));
         auto [value_loss, clipped] =
             ClippedValueLoss(values, old_values[i], returns[i], options.critic.value_clip);
         const at::Tensor sum = (value_loss * row.mask).sum();

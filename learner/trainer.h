@@ -92,6 +92,9 @@ struct StepOptions {
   // bf16 mixed precision (learner/mixed_precision.h): forward and backward
   // matmuls in bfloat16, weights, gradients and AdamW state in float32.
   bool bf16 = false;
+  // Activation checkpointing of every decoder block (policy, reference-free
+  // forwards and critic): less memory, about one extra forward of compute.
+  bool checkpoint_activations = false;
   CriticOptions critic;
 };
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/match.h"
+#include "model/block_checkpoint.h"
 #include "model/paged_kv.h"
 
 namespace rlpost {
@@ -198,7 +199,17 @@ ForwardOutput MoeTransformerImpl::Forward(const at::Tensor& tokens, const at::Te
       routing.replay_rows = options.replay_token_mask;
     }
     moe_layers += block->is_moe() ? 1 : 0;
-    x = block->forward(x, cos, sin, mask, kv, i, routing);
+    if (options.checkpoint_activations && at::GradMode::is_enabled() && cache == nullptr &&
+        paged == nullptr && !options.record_routing) {
+      auto [y, block_aux, block_z] =
+          CheckpointedBlockForward(DecoderBlock(layers_->ptr<DecoderBlockImpl>(i)), x, cos, sin,
+                                   mask, kv, i, routing);
+      x = y;
+      if (routing.aux_loss != nullptr) aux = aux + block_aux.to(aux.scalar_type());
+      if (routing.z_loss != nullptr) z = z + block_z.to(z.scalar_type());
+    } else {
+      x = block->forward(x, cos, sin, mask, kv, i, routing);
+    }
   }
   if (cache != nullptr) cache->length = past + t;
   out.hidden = x;

@@ -60,6 +60,10 @@ struct ForwardOptions {
   // only there and come back as [N, vocab] (the learner needs them only
   // where a response token is predicted). Null: every column, [B,T,vocab].
   const at::Tensor* logit_rows = nullptr;
+  // Activation checkpointing (training; model/block_checkpoint.h): blocks
+  // keep only their inputs and recompute during backward. Ignored without
+  // autograd or with a KV cache.
+  bool checkpoint_activations = false;
   bool record_routing = false;  // fill ForwardOutput::routing
   // aux_loss and z_loss; sampling has no use for them, so it turns them off.
   bool router_losses = true;

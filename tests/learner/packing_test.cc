@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <torch/autograd.h>
 #include <torch/types.h>
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "learner/trainer.h"
 #include "model/moe_transformer.h"
@@ -92,6 +94,44 @@ TEST(PackedForwardTest, EqualsOneForwardPerSequence) {
   at::Tensor some = model->Forward(Row(all), pos, keys, fo).logits;
   ASSERT_EQ(some.dim(), 2);
   EXPECT_LT((some - packed.logits[0].index_select(0, rows)).abs().max().item<double>(), 1e-6);
+}
+
+// Whether the autograd graph behind `t` holds a node whose name contains
+// `name`.
+bool GraphHas(const at::Tensor& t, const std::string& name) {
+  std::vector<torch::autograd::Node*> stack = {t.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  while (!stack.empty()) {
+    torch::autograd::Node* n = stack.back();
+    stack.pop_back();
+    if (n == nullptr || !seen.insert(n).second) continue;
+    if (n->name().find(name) != std::string::npos) return true;
+    for (const auto& e : n->next_edges()) stack.push_back(e.function.get());
+  }
+  return false;
+}
+
+TEST(PackedForwardTest, CheckpointedBlocksKeepOnlyTheirInputsAndGiveTheSameGradients) {
+  RunConfig run = TinyRunConfig();
+  run.model.n_layers = 2;
+  MoeTransformer model(ModelConfig::FromShape(run.model, 40));
+  std::vector<int64_t> segments = {5, 9};
+  std::vector<int> ids = {1, 5, 6, 7, 8, 1, 9, 10, 11, 12, 13, 14, 15, 16};
+  std::vector<int64_t> pos = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+  const at::Tensor positions = at::tensor(pos, at::kLong).view({1, 14});
+  const at::Tensor keys = at::ones({1, 14}, at::kBool);
+  std::vector<at::Tensor> grads[2];
+  for (bool checkpoint : {false, true}) {
+    ForwardOptions fo;
+    fo.segments = &segments;
+    fo.checkpoint_activations = checkpoint;
+    ForwardOutput out = model->Forward(Row(ids), positions, keys, fo);
+    EXPECT_EQ(GraphHas(out.logits, "CheckpointFunction"), checkpoint);
+    model->zero_grad();
+    (out.logits.logsumexp(-1).sum() + out.aux_loss + out.z_loss).backward();
+    for (const at::Tensor& p : model->parameters()) grads[checkpoint].push_back(p.grad().clone());
+  }
+  for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_TRUE(at::equal(grads[0][i], grads[1][i])) << i;
 }
 
 TEST(PackedForwardTest, SegmentsThatDoNotCoverTheRowAreRejected) {
@@ -188,6 +228,36 @@ TEST(MicroBatchTest, StepsDoNotDependOnHowTheBatchIsCut) {
     EXPECT_LT(mean, 1e-4 * o.lr)
         << "aggregation " << static_cast<int>(agg) << " critic " << critic;
    }
+  }
+}
+
+TEST(MicroBatchTest, ActivationCheckpointingChangesNothingButMemory) {
+  for (bool bf16 : {false, true}) {
+    RunConfig run = TinyRunConfig();
+    run.model.n_layers = 2;
+    run.model.mtp_layers = 1;
+    auto plain = Trainer::Create(run, 40, nullptr);
+    auto checkpointed = Trainer::Create(run, 40, nullptr);
+    StepOptions o;
+    o.lr = 5e-3;
+    o.micro_batch_tokens = 24;
+    o.router_z_loss_coef = 0.1;
+    o.kl_coef = 0.05;
+    o.bf16 = bf16;
+    o.critic.enabled = true;  // the critic's blocks are checkpointed too
+    for (int step = 0; step < 2; ++step) {
+      o.checkpoint_activations = false;
+      auto a = (*plain)->Step(VariedBatch(), o);
+      o.checkpoint_activations = true;
+      auto b = (*checkpointed)->Step(VariedBatch(), o);
+      ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+      EXPECT_EQ(a->loss, b->loss);
+      EXPECT_EQ(a->grad_norm, b->grad_norm);
+      EXPECT_EQ(a->value_loss, b->value_loss);
+    }
+    // The recomputation is the same computation: identical weights.
+    const std::vector<RawTensor> x = (*plain)->ExportWeights(), y = (*checkpointed)->ExportWeights();
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(x[i].bytes, y[i].bytes) << x[i].name << " bf16 " << bf16;
   }
 }
 
