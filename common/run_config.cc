@@ -107,6 +107,8 @@ std::vector<ConfigKey> Keys() {
        "recompute each decoder block's activations in backward (less memory, ~1 extra forward)"},
       {"learner.dtype", T::kString, "float32",
        "training precision: float32, or bfloat16 (mixed: bf16 matmuls, fp32 master weights)"},
+      {"learner.retained_versions", T::kInt, "3",
+       "weight versions rank 0 keeps in memory for GetWeights (the newest N)"},
       {"learner.publish_dtype", T::kString, "float32",
        "dtype of weight updates on the wire to rollout workers: float32 or bfloat16"},
       {"learner.micro_batch_tokens", T::kInt, "4096",
@@ -142,6 +144,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "sft.batch_size", "rl.prompts_per_step", "rl.group_size", "rl.max_new_tokens",
         "rollout.workers", "rollout.threads", "rollout.max_batch", "rollout.kv_block_size",
         "learner.world_size", "learner.threads", "learner.micro_batch_tokens",
+        "learner.retained_versions",
         "verifier.deadline_ms", "net.rpc_timeout_ms", "net.connect_retries"}) {
     absl::Status s = Positive(c, key);
     if (!s.ok()) return s;
@@ -351,6 +354,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.learner_threads = c.GetInt("learner.threads");
   r.learner_micro_batch_tokens = c.GetInt("learner.micro_batch_tokens");
   r.learner_activation_checkpointing = c.GetBool("learner.activation_checkpointing");
+  r.learner_retained_versions = c.GetInt("learner.retained_versions");
   r.learner_dtype = c.GetString("learner.dtype");
   if (r.learner_dtype != "float32" && r.learner_dtype != "bfloat16") {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -109,6 +109,7 @@ struct RunConfig {
   int64_t learner_threads = 1;
   int64_t learner_micro_batch_tokens = 4096;
   bool learner_activation_checkpointing = false;
+  int64_t learner_retained_versions = 3;
   std::string learner_dtype = "float32";          // or "bfloat16" (mixed precision)
   std::string learner_publish_dtype = "float32";  // or "bfloat16"
   int64_t learner_rendezvous_timeout_s = 120;

@@ -131,7 +131,9 @@ void LearnerServiceImpl::Publish() {
   auto weights = std::make_shared<const std::vector<RawTensor>>(trainer_->ExportWeights());
   std::lock_guard<std::mutex> lock(published_mu_);
   published_[trainer_->weight_version()] = std::move(weights);
-  while (published_.size() > kRetainedVersions) published_.erase(published_.begin());
+  while (static_cast<int64_t>(published_.size()) > config_.learner_retained_versions) {
+    published_.erase(published_.begin());
+  }
 }
 
 grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* /*context*/,

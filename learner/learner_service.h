@@ -3,7 +3,7 @@
 //
 // Rank 0 validates each TrainBatch, broadcasts it to the other ranks over the
 // process group, and all ranks apply it; rank 0 then publishes the new weight
-// version (the last kRetainedVersions are kept for GetWeights). Train calls
+// version (the last learner.retained_versions are kept for GetWeights). Train calls
 // are serialized; GetWeights/GetInfo may run concurrently with them.
 
 #include <map>
@@ -27,8 +27,6 @@ absl::Status BuildTrainInputs(const v1::TrainBatch& batch, const RunConfig& conf
 
 class LearnerServiceImpl final : public v1::LearnerService::Service {
  public:
-  static constexpr int kRetainedVersions = 3;
-
   // trainer is not owned; group may be null (single rank). `resumed` is
   // where the trainer was restored from (reported by GetInfo), if anywhere.
   LearnerServiceImpl(Trainer* trainer, ProcessGroupHandle* group, const RunConfig& config,
