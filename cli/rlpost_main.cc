@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/launcher.h"
+#include "controller/lineage.h"
 #include "common/grpc_util.h"
 #include "common/subprocess.h"
 
@@ -13,6 +14,7 @@ namespace {
 
 const char kUsage[] =
     "usage: rlpost train [--config FILE] [key=value ...]\n"
+    "       rlpost audit RUN_DIR\n"
     "\n"
     "Starts a verifier, the learner ranks, the rollout workers and the controller\n"
     "on 127.0.0.1, runs the job (SFT warm start, held-out eval, GRPO steps, eval,\n"
@@ -21,7 +23,26 @@ const char kUsage[] =
     "{metrics.jsonl, summary.json, checkpoint/, logs/}.\n"
     "\n"
     "exit status: 0 the run finished; 1 it failed or a process could not start;\n"
-    "2 bad arguments or config (nothing started); 130 interrupted.\n";
+    "2 bad arguments or config (nothing started); 130 interrupted.\n"
+    "\n"
+    "`rlpost audit RUN_DIR` checks the run's sample records (RUN_DIR/samples/):\n"
+    "every sample asked for recorded exactly once. It prints\n"
+    "`samples: N, lost: L, duplicated: D`, then up to 20 problems.\n"
+    "exit status: 0 nothing lost or duplicated; 1 something was; 2 no records or\n"
+    "unreadable records (the message names the file and line).\n";
+
+int Audit(const std::string& run_dir) {
+  absl::StatusOr<rlpost::AuditReport> report = rlpost::AuditRun(run_dir);
+  if (!report.ok()) {
+    std::cerr << "rlpost audit: " << report.status().message() << "\n";
+    return 2;
+  }
+  std::cout << "samples: " << report->samples << ", lost: " << report->lost
+            << ", duplicated: " << report->duplicated << "\n";
+  std::cout << "issued: " << report->issued << ", used for training: " << report->used << "\n";
+  for (const std::string& p : report->problems) std::cout << "  " << p << "\n";
+  return report->ok() ? 0 : 1;
+}
 
 }  // namespace
 
@@ -33,6 +54,13 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return 0;
     }
+  }
+  if (argc >= 2 && std::string(argv[1]) == "audit") {
+    if (argc != 3) {
+      std::cerr << "rlpost audit: give one run directory (runs/<name>)\n" << kUsage;
+      return rlpost::kLaunchUsage;
+    }
+    return Audit(argv[2]);
   }
   if (argc < 2 || std::string(argv[1]) != "train") {
     std::cerr << (argc < 2 ? "rlpost: missing command\n"

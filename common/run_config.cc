@@ -58,6 +58,8 @@ std::vector<ConfigKey> Keys() {
       {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
       {"rl.advantage", T::kString, "grpo",
        "advantage estimator: grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline"},
+      {"run.lineage_file_mb", T::kInt, "64",
+       "rotate the sample records (runs/<name>/samples/*.jsonl) after this many MiB"},
       {"rl.gae_gamma", T::kDouble, "1.0", "gae: discount"},
       {"rl.gae_lambda", T::kDouble, "0.95", "gae: lambda of the policy advantages"},
       {"rl.gae_lambda_critic", T::kDouble, "1.0",
@@ -144,7 +146,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "sft.batch_size", "rl.prompts_per_step", "rl.group_size", "rl.max_new_tokens",
         "rollout.workers", "rollout.threads", "rollout.max_batch", "rollout.kv_block_size",
         "learner.world_size", "learner.threads", "learner.micro_batch_tokens",
-        "learner.retained_versions",
+        "learner.retained_versions", "run.lineage_file_mb",
         "verifier.deadline_ms", "net.rpc_timeout_ms", "net.connect_retries"}) {
     absl::Status s = Positive(c, key);
     if (!s.ok()) return s;
@@ -284,6 +286,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "config key 'rl.advantage' must be grpo, dr_grpo, rloo, reinforce_pp, "
         "reinforce_pp_baseline or gae, got '", r.rl_advantage, "'"));
   }
+  r.run_lineage_file_mb = c.GetInt("run.lineage_file_mb");
   r.rl_gae_gamma = c.GetDouble("rl.gae_gamma");
   r.rl_gae_lambda = c.GetDouble("rl.gae_lambda");
   r.rl_gae_lambda_critic = c.GetDouble("rl.gae_lambda_critic");

@@ -34,6 +34,7 @@ struct RunConfig {
   std::string name = "arith_grpo";
   uint64_t seed = 1234;
   std::string output_dir = "runs";
+  int64_t run_lineage_file_mb = 64;
   // task
   std::string task_kind = "arith";   // "arith" (built-in) or "jsonl"
   std::string task_train_path;       // jsonl train set

@@ -92,6 +92,14 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
   std::error_code ec;
   std::filesystem::create_directories(run_dir(), ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create '", run_dir(), "': ", ec.message()));
+  {
+    const std::string samples = (std::filesystem::path(run_dir()) / "samples").string();
+    std::filesystem::remove_all(samples, ec);  // a fresh run starts a fresh record
+    absl::StatusOr<std::unique_ptr<LineageLog>> log =
+        LineageLog::Open(samples, config_.run_lineage_file_mb << 20);
+    if (!log.ok()) return log.status();
+    lineage_ = std::move(*log);
+  }
   metrics_path_ = (std::filesystem::path(run_dir()) / "metrics.jsonl").string();
   {
     std::ofstream truncate(metrics_path_, std::ios::trunc);
@@ -296,6 +304,17 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
                                         {static_cast<uint64_t>(step), static_cast<uint64_t>(i),
                                          static_cast<uint64_t>(round)}));
   }
+  out.round = round;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    absl::Status s = lineage_->Append(nlohmann::ordered_json{{"type", "issued"},
+                                       {"step", step},
+                                       {"round", round},
+                                       {"group", i},
+                                       {"prompt_id", requests[i].prompt_id()},
+                                       {"n", requests[i].n()},
+                                       {"seed", requests[i].params().seed()}});
+    if (!s.ok()) return s;
+  }
   const Clock::time_point generate_start = Clock::now();
   absl::StatusOr<std::vector<std::vector<v1::Completion>>> groups =
       clients_->GenerateAll(requests, options_.requests_per_worker);
@@ -338,15 +357,21 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
   const RewardWeights weights{config_.reward_correct, config_.reward_format};
   out.rewards.resize(out.groups.size());
   out.correct_flags.resize(out.groups.size());
+  out.verdicts.resize(out.groups.size());
+  out.reward_parts.resize(out.groups.size());
+  out.used.resize(out.groups.size());
   size_t k = 0;
   for (size_t i = 0; i < out.groups.size(); ++i) {
     for (const v1::Completion& c : out.groups[i]) {
       const v1::Verdict& verdict = (*verdicts)[k++];
       out.correct += verdict.correct() ? 1 : 0;
       out.correct_flags[i].push_back(verdict.correct());
-      const double r = ComputeReward(weights, {verdict.score(), c.text()}).total;
-      out.rewards[i].push_back(r);
-      out.reward_sum += r;
+      const RewardParts parts = ComputeReward(weights, {verdict.score(), c.text()});
+      out.rewards[i].push_back(parts.total);
+      out.reward_sum += parts.total;
+      out.verdicts[i].push_back(verdict);
+      out.reward_parts[i].push_back(parts);
+      out.used[i].push_back(false);
     }
     out.uniform.push_back(ComputeGroupAdvantage(out.rewards[i]).uniform);
   }
@@ -421,6 +446,9 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     kept_advantages = ComputeOutcomeAdvantages(*estimator, kept_rewards);
   }
   if (!kept_advantages.ok()) return kept_advantages.status();
+  // Which samples go into the batch: [round][group][sample].
+  std::vector<std::vector<std::vector<bool>>> used;
+  for (const ScoredGroups& r : rounds) used.push_back(r.used);
   v1::TrainBatch batch;
   batch.set_step(step);
   batch.set_objective(config_.rl_objective == "rft" ? v1::OBJECTIVE_SFT
@@ -444,6 +472,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
           }
         }
         if (best < 0) continue;
+        used[&r - rounds.data()][i][static_cast<size_t>(best)] = true;
         const v1::Completion& c = r.groups[i][best];
         v1::TrainSample* sample = batch.add_samples();
         *sample->mutable_prompt_token_ids() = c.prompt_token_ids();
@@ -467,6 +496,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
         ++m.samples_filtered;
         continue;
       }
+      used[kept[kg].round - rounds.data()][kept[kg].index][j] = true;
       v1::TrainSample* sample = batch.add_samples();
       *sample->mutable_prompt_token_ids() = c.prompt_token_ids();
       *sample->mutable_response_token_ids() = c.token_ids();
@@ -480,13 +510,17 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     }
   }
 
+  for (size_t r = 0; r < rounds.size(); ++r) rounds[r].used = std::move(used[r]);
+
   // 4. Train and publish the new version to every worker.
+  bool trained = false;
   if (batch.samples_size() > 0) {
     control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": training"));
     const Clock::time_point train_start = Clock::now();
     absl::StatusOr<v1::TrainResult> result = clients_->Train(batch);
     if (!result.ok()) return result.status();
     m.train_seconds = SecondsSince(train_start);
+    trained = !result->skipped();
     const int64_t before = version_;
     version_ = result->weight_version();
     m.trained = !result->skipped();
@@ -507,6 +541,9 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     }
   }
 
+  absl::Status recorded = RecordSamples(step, rounds, trained);
+  if (!recorded.ok()) return recorded;
+
   // 5. Report.
   m.reward_mean = samples > 0 ? reward_sum / static_cast<double>(samples) : 0.0;
   m.accuracy = samples > 0 ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
@@ -523,6 +560,43 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   metrics.flush();
   if (!metrics) return absl::InternalError(absl::StrCat("cannot append to '", metrics_path_, "'"));
   control_->RecordStep(step, m.reward_mean, m.accuracy);
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGroups>& rounds,
+                                        bool trained) {
+  for (const ScoredGroups& r : rounds) {
+    for (size_t i = 0; i < r.groups.size(); ++i) {
+      for (size_t j = 0; j < r.groups[i].size(); ++j) {
+        const v1::Completion& c = r.groups[i][j];
+        const v1::Verdict& v = r.verdicts[i][j];
+        const RewardParts& parts = r.reward_parts[i][j];
+        const bool used = trained && r.used[i][j];
+        std::vector<int64_t> versions(c.weight_versions().begin(), c.weight_versions().end());
+        absl::Status s = lineage_->Append(nlohmann::ordered_json{
+            {"type", "sample"},
+            {"step", step},
+            {"round", r.round},
+            {"group", i},
+            {"prompt_id", c.prompt_id()},
+            {"sample_index", c.sample_index()},
+            {"seed", c.seed()},
+            {"segments", VersionSegments(versions)},
+            {"response_tokens", c.token_ids_size()},
+            {"finish_reason", v1::FinishReason_Name(c.finish_reason())},
+            {"verifier_version", v.verifier_version()},
+            {"verdict", v.verdict()},
+            {"correct", v.correct()},
+            {"reward", nlohmann::ordered_json{{"correctness", parts.correctness},
+                        {"format", parts.format},
+                        {"total", parts.total}}},
+            {"used", used},
+            {"train_step", used ? nlohmann::ordered_json(step) : nlohmann::ordered_json(nullptr)},
+        });
+        if (!s.ok()) return s;
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -20,11 +20,13 @@
 #include "common/retry.h"
 #include "common/run_config.h"
 #include "controller/arith_task.h"
+#include "controller/lineage.h"
 #include "controller/peer_clients.h"
 #include "controller/problem_cursor.h"
 #include "controller/rpc_canceller.h"
 #include "controller/run_control.h"
 #include "controller/run_report.h"
+#include "reward/reward.h"
 
 namespace rlpost {
 
@@ -79,6 +81,12 @@ class TrainingRun {
     std::vector<std::vector<double>> rewards;
     std::vector<bool> uniform;  // every reward of the group equal
     std::vector<std::vector<bool>> correct_flags;  // per sample: the verifier said correct
+    // Per sample, for lineage: the verdict and the reward's parts; whether it
+    // went into the training batch (set by RlStep).
+    std::vector<std::vector<v1::Verdict>> verdicts;
+    std::vector<std::vector<RewardParts>> reward_parts;
+    std::vector<std::vector<bool>> used;
+    int64_t round = 0;
     int64_t samples = 0, tokens = 0, correct = 0;
     double reward_sum = 0.0;
     double generate_seconds = 0.0;
@@ -86,6 +94,8 @@ class TrainingRun {
   absl::StatusOr<ScoredGroups> SampleAndScore(int64_t step, int64_t round,
                                               const std::vector<const Problem*>& problems);
   absl::Status RlStep(int64_t step);
+  // One lineage record per sample of the step's rounds.
+  absl::Status RecordSamples(int64_t step, const std::vector<ScoredGroups>& rounds, bool trained);
   void Print(const std::string& line);
 
   RunConfig config_;
@@ -103,6 +113,7 @@ class TrainingRun {
   int64_t sft_steps_done_ = 0;
   int64_t steps_done_ = 0;  // RL steps
   std::string metrics_path_;
+  std::unique_ptr<LineageLog> lineage_;  // <run_dir>/samples/
 };
 
 }  // namespace rlpost

@@ -217,13 +217,19 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
     // draft length > 0 is being measured; a step that re-measures k = 0
     // keeps it running so the samples stay in sync. Switching it back on is
     // a probe that lasts until newly admitted samples can draft, so while it
-    // is off, probes happen once per SpecTuner::kRefreshFar steps at most.
+    // is off, probes happen at most once per mtp_probe_interval steps, an
+    // interval that grows while probes keep confirming that drafting does
+    // not pay.
     const bool best_drafts =
         tuner.Best(static_cast<int64_t>(rows.size()), options.speculation.max_draft_tokens) > 0;
+    if (best_drafts) mtp_probe_interval = SpecTuner::kRefreshFar;
     if (k > 0 && !mtp_active && !best_drafts) {
-      if (work_stats.steps - mtp_probe_step < SpecTuner::kRefreshFar) {
+      if (work_stats.steps - mtp_probe_step < mtp_probe_interval) {
         k = 0;
       } else {
+        if (mtp_probe_step > 0) {
+          mtp_probe_interval = std::min(2 * mtp_probe_interval, kMaxMtpProbeInterval);
+        }
         mtp_probe_step = work_stats.steps;
       }
     }

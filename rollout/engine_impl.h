@@ -130,6 +130,12 @@ struct RolloutEngine::Impl {
   // draft with it.
   bool mtp_active = true;
   int64_t mtp_probe_step = 0;  // step of the last switch back on
+  // Steps between probes while the block is off: doubles after every probe
+  // that finds drafting still does not pay (up to kMaxMtpProbeInterval) and
+  // returns to SpecTuner::kRefreshFar when it does, or when new weights
+  // arrive (the MTP head trains with the policy, so acceptance may change).
+  int64_t mtp_probe_interval = SpecTuner::kRefreshFar;
+  static constexpr int64_t kMaxMtpProbeInterval = 16 * SpecTuner::kRefreshFar;
   MoeTransformer draft_model{nullptr};
   std::unique_ptr<KvBlockPool> draft_pool;
   int64_t draft_version = -1;

@@ -108,6 +108,23 @@ TEST_F(BinaryTest, LauncherRunsAJobAndStopsEveryChild) {
   }
   EXPECT_THAT(ReadFile(run + "/config.yaml"), ContainsRegex("world_size: \"?2"));
   EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+
+  // Every sample of the 3 steps (4 groups of 4) recorded exactly once.
+  testing::ProcessResult audit = RunProcess({bin + "/rlpost", "audit", run}, dir_ + "/audit.log");
+  EXPECT_EQ(audit.exit_code, 0) << audit.output;
+  EXPECT_THAT(audit.output, HasSubstr("samples: 48, lost: 0, duplicated: 0"));
+  // A lost record is found and fails the audit.
+  const std::string records = run + "/samples/samples-00000.jsonl";
+  std::string text = ReadFile(records);
+  text.erase(text.rfind("{\"type\":\"sample\""));
+  std::ofstream(records, std::ios::trunc) << text;
+  audit = RunProcess({bin + "/rlpost", "audit", run}, dir_ + "/audit.log");
+  EXPECT_EQ(audit.exit_code, 1) << audit.output;
+  EXPECT_THAT(audit.output, HasSubstr("samples: 47, lost: 1, duplicated: 0"));
+  EXPECT_THAT(audit.output, HasSubstr("step 3 round 0 group 3 sample 3: lost"));
+  audit = RunProcess({bin + "/rlpost", "audit", dir_}, dir_ + "/audit.log");
+  EXPECT_EQ(audit.exit_code, 2) << audit.output;
+  EXPECT_THAT(audit.output, HasSubstr("is '" + dir_ + "' a run directory?"));
 }
 
 TEST_F(BinaryTest, ControllerFailureShowsItsLogAndStopsEveryChild) {

@@ -18,6 +18,7 @@
 #include "controller/run.h"
 #include "controller/run_control.h"
 #include "nlohmann/json.hpp"
+#include "controller/lineage.h"
 #include "tests/controller/fake_peers.h"
 
 namespace rlpost {
@@ -172,6 +173,25 @@ TEST_F(FakeRunTest, ThreeStepsEndWithEveryWorkerOnTheLatestVersion) {
   EXPECT_THAT(printed, HasSubstr("step 1/3  reward "));
   EXPECT_THAT(printed, HasSubstr("step 3/3  reward "));
   EXPECT_THAT(printed, HasSubstr("held-out accuracy   before RL   after RL   gain"));
+
+  // Lineage: every sample recorded once, with its seed, version span,
+  // verdict and reward; "used" matches what the learner received.
+  absl::StatusOr<AuditReport> audit = AuditRun(run_dir);
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->ok());
+  int64_t trained = 0;
+  for (size_t i = 2; i < batches.size(); ++i) trained += batches[i].samples_size();
+  EXPECT_EQ(audit->used, trained);
+  EXPECT_EQ(audit->samples, audit->issued);
+  std::vector<nlohmann::json> records = ReadJsonLines(run_dir + "/samples/samples-00000.jsonl");
+  const auto sample = std::find_if(records.begin(), records.end(),
+                                   [](const nlohmann::json& j) { return j["type"] == "sample"; });
+  ASSERT_NE(sample, records.end());
+  for (const char* key : {"prompt_id", "seed", "segments", "verifier_version", "verdict",
+                          "reward", "used", "train_step", "finish_reason"}) {
+    EXPECT_TRUE(sample->contains(key)) << key;
+  }
+  EXPECT_EQ((*sample)["segments"][0]["version"], 2);  // sampled after the 2 SFT steps
 }
 
 TEST_F(FakeRunTest, SameSeedGivesTheSameRun) {
