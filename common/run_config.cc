@@ -58,6 +58,11 @@ std::vector<ConfigKey> Keys() {
       {"rl.max_new_tokens", T::kInt, "48", "generation budget per sample"},
       {"rl.advantage", T::kString, "grpo",
        "advantage estimator: grpo, dr_grpo, rloo, reinforce_pp or reinforce_pp_baseline"},
+      {"run.checkpoint_every", T::kInt, "0",
+       "save a trainer checkpoint every N RL steps into runs/<name>/checkpoints (0 = off)"},
+      {"run.keep_checkpoints", T::kInt, "3", "periodic checkpoints kept (the newest N)"},
+      {"run.resume", T::kBool, "false",
+       "continue the run from runs/<name>/checkpoints (learner state and data cursor)"},
       {"run.lineage_file_mb", T::kInt, "64",
        "rotate the sample records (runs/<name>/samples/*.jsonl) after this many MiB"},
       {"rl.gae_gamma", T::kDouble, "1.0", "gae: discount"},
@@ -146,7 +151,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "sft.batch_size", "rl.prompts_per_step", "rl.group_size", "rl.max_new_tokens",
         "rollout.workers", "rollout.threads", "rollout.max_batch", "rollout.kv_block_size",
         "learner.world_size", "learner.threads", "learner.micro_batch_tokens",
-        "learner.retained_versions", "run.lineage_file_mb",
+        "learner.retained_versions", "run.lineage_file_mb", "run.keep_checkpoints",
         "verifier.deadline_ms", "net.rpc_timeout_ms", "net.connect_retries"}) {
     absl::Status s = Positive(c, key);
     if (!s.ok()) return s;
@@ -287,6 +292,12 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "reinforce_pp_baseline or gae, got '", r.rl_advantage, "'"));
   }
   r.run_lineage_file_mb = c.GetInt("run.lineage_file_mb");
+  r.run_checkpoint_every = c.GetInt("run.checkpoint_every");
+  if (r.run_checkpoint_every < 0) {
+    return absl::InvalidArgumentError("config key 'run.checkpoint_every' must not be negative");
+  }
+  r.run_keep_checkpoints = c.GetInt("run.keep_checkpoints");
+  r.run_resume = c.GetBool("run.resume");
   r.rl_gae_gamma = c.GetDouble("rl.gae_gamma");
   r.rl_gae_lambda = c.GetDouble("rl.gae_lambda");
   r.rl_gae_lambda_critic = c.GetDouble("rl.gae_lambda_critic");

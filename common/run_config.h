@@ -35,6 +35,12 @@ struct RunConfig {
   uint64_t seed = 1234;
   std::string output_dir = "runs";
   int64_t run_lineage_file_mb = 64;
+  int64_t run_checkpoint_every = 0;  // RL steps; 0 = only the final checkpoint
+  int64_t run_keep_checkpoints = 3;
+  bool run_resume = false;
+  // <output_dir>/<name>/checkpoints: where periodic checkpoints go and a
+  // resumed run starts from.
+  std::string CheckpointRoot() const { return output_dir + "/" + name + "/checkpoints"; }
   // task
   std::string task_kind = "arith";   // "arith" (built-in) or "jsonl"
   std::string task_train_path;       // jsonl train set

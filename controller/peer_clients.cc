@@ -115,9 +115,11 @@ absl::StatusOr<v1::TrainResult> PeerClients::Train(const v1::TrainBatch& batch) 
 }
 
 absl::StatusOr<v1::SaveCheckpointResponse> PeerClients::SaveCheckpoint(
-    const std::string& directory) {
+    const std::string& directory, int keep_last, const std::string& client_state) {
   v1::SaveCheckpointRequest request;
   request.set_directory(directory);
+  request.set_keep_last(keep_last);
+  request.set_client_state(client_state);
   v1::SaveCheckpointResponse response;
   grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
     return learner_->SaveCheckpoint(ctx, request, &response);

@@ -55,7 +55,11 @@ class PeerClients {
                        std::vector<v1::WorkerStatus>* workers, v1::LearnerInfo* learner_info);
 
   absl::StatusOr<v1::TrainResult> Train(const v1::TrainBatch& batch);
-  absl::StatusOr<v1::SaveCheckpointResponse> SaveCheckpoint(const std::string& directory);
+  // keep_last > 0: `directory` is a root of versioned checkpoints (see
+  // SaveCheckpointRequest); client_state is stored with the checkpoint.
+  absl::StatusOr<v1::SaveCheckpointResponse> SaveCheckpoint(const std::string& directory,
+                                                            int keep_last = 0,
+                                                            const std::string& client_state = "");
   // The learner's latest weight version, every chunk of it.
   // The learner's latest version, in bfloat16 on the wire when `bf16`.
   absl::StatusOr<WeightSet> FetchWeights(bool bf16 = false);

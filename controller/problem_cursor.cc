@@ -1,5 +1,6 @@
 #include "controller/problem_cursor.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "common/seed.h"
@@ -27,6 +28,12 @@ void ProblemCursor::Shuffle() {
     std::swap(order_[i - 1], order_[j]);
   }
   next_ = 0;
+}
+
+void ProblemCursor::Restore(const Position& position) {
+  epoch_ = position.epoch;
+  Shuffle();
+  next_ = static_cast<size_t>(std::min<uint64_t>(position.next, order_.size()));
 }
 
 std::vector<const Problem*> ProblemCursor::Take(int64_t count) {

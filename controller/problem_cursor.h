@@ -34,6 +34,16 @@ class ProblemCursor {
   // the set). Empty when the set is empty.
   std::vector<const Problem*> Take(int64_t count);
 
+  // Where the cursor stands (saved with checkpoints) and a jump back there:
+  // the permutation is a function of (seed, epoch), so two numbers suffice.
+  struct Position {
+    uint64_t epoch = 0;
+    uint64_t next = 0;
+  };
+  Position position() const { return {epoch_, next_}; }
+  // `next` beyond the set's size is clamped to it.
+  void Restore(const Position& position);
+
  private:
   void Shuffle();
 

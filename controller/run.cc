@@ -94,32 +94,44 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
   if (ec) return absl::InternalError(absl::StrCat("cannot create '", run_dir(), "': ", ec.message()));
   {
     const std::string samples = (std::filesystem::path(run_dir()) / "samples").string();
-    std::filesystem::remove_all(samples, ec);  // a fresh run starts a fresh record
+    // A fresh run starts a fresh record; a resumed one goes on with it.
+    if (!config_.run_resume) std::filesystem::remove_all(samples, ec);
     absl::StatusOr<std::unique_ptr<LineageLog>> log =
         LineageLog::Open(samples, config_.run_lineage_file_mb << 20);
     if (!log.ok()) return log.status();
     lineage_ = std::move(*log);
   }
   metrics_path_ = (std::filesystem::path(run_dir()) / "metrics.jsonl").string();
-  {
+  if (!config_.run_resume) {
     std::ofstream truncate(metrics_path_, std::ios::trunc);
     if (!truncate) return absl::InternalError(absl::StrCat("cannot write '", metrics_path_, "'"));
   }
 
   absl::Status s = Connect();
   if (!s.ok()) return s;
-  s = WarmStart();
-  if (!s.ok()) return s;
+  double before_accuracy = 0.0;
+  if (config_.run_resume) {
+    // The learner restored its checkpoint; the controller's own state (step,
+    // data cursor, held-out baseline) came back with it as client_state.
+    absl::StatusOr<double> restored = ResumeFromLearner();
+    if (!restored.ok()) return restored.status();
+    before_accuracy = *restored;
+    s = SyncWeights();
+    if (!s.ok()) return s;
+  } else {
+    s = WarmStart();
+    if (!s.ok()) return s;
+    s = SyncWeights();
+    if (!s.ok()) return s;
+    absl::StatusOr<EvalResult> before = Evaluate("before RL");
+    if (!before.ok()) return before.status();
+    before_accuracy = before->accuracy();
+  }
   summary->sft_steps = sft_steps_done_;
-  s = SyncWeights();
-  if (!s.ok()) return s;
-
-  absl::StatusOr<EvalResult> before = Evaluate("before RL");
-  if (!before.ok()) return before.status();
-  control_->SetHeldoutAccuracy(/*after_rl=*/false, before->accuracy());
+  control_->SetHeldoutAccuracy(/*after_rl=*/false, before_accuracy);
 
   control_->BeginSteps();
-  for (int64_t step = 1; step <= config_.rl_steps; ++step) {
+  for (int64_t step = steps_done_ + 1; step <= config_.rl_steps; ++step) {
     if (control_->WaitBetweenSteps(step - 1)) {
       if (canceller_.cancelled()) return absl::CancelledError("cancelled");
       Print(absl::StrCat("stop requested: ending the run after step ", step - 1, " of ",
@@ -128,6 +140,11 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
     }
     s = RlStep(step);
     if (!s.ok()) return s;
+    if (config_.run_checkpoint_every > 0 && step % config_.run_checkpoint_every == 0 &&
+        step < config_.rl_steps) {
+      s = SaveRunCheckpoint(step, before_accuracy);
+      if (!s.ok()) return s;
+    }
   }
 
   absl::StatusOr<EvalResult> after = Evaluate("after RL");
@@ -142,7 +159,7 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
   Print(absl::StrCat("checkpoint (version ", saved->weight_version(), ") written to ",
                      saved->directory().empty() ? checkpoint.string() : saved->directory()));
 
-  summary->heldout_accuracy_before = before->accuracy();
+  summary->heldout_accuracy_before = before_accuracy;
   summary->heldout_accuracy_after = after->accuracy();
   summary->heldout_problems = after->total;
   summary->steps = steps_done_;
@@ -156,7 +173,7 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
   Print(absl::StrFormat("run %s: %d RL steps in %.1f s; metrics %s, summary %s", config_.name,
                         steps_done_, summary->wall_seconds, metrics_path_, summary_path));
   Print("");
-  *out_ << FormatHeldoutTable(before->accuracy(), after->accuracy()) << std::flush;
+  *out_ << FormatHeldoutTable(before_accuracy, after->accuracy()) << std::flush;
   return absl::OkStatus();
 }
 
@@ -172,6 +189,7 @@ absl::Status TrainingRun::Connect() {
   v1::LearnerInfo learner_info;
   absl::Status s = clients_->Connect(policy, sleep, &workers, &learner_info);
   if (!s.ok()) return s;
+  learner_info_ = learner_info;
   control_->SetWorkers(workers);
   version_ = learner_info.weight_version();
   control_->SetWeightVersion(version_);
@@ -598,6 +616,77 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status TrainingRun::SaveRunCheckpoint(int64_t step, double before_accuracy) {
+  control_->SetActivity(absl::StrCat("step ", step, ": saving checkpoint"));
+  const ProblemCursor::Position cursor = rl_cursor_->position();
+  const nlohmann::json state = {
+      {"format", 1},
+      {"run", config_.name},
+      {"step", step},
+      {"sft_steps", sft_steps_done_},
+      {"cursor", {{"epoch", cursor.epoch}, {"next", cursor.next}}},
+      {"heldout_accuracy_before", before_accuracy},
+  };
+  std::error_code ec;
+  const std::string root = std::filesystem::absolute(config_.CheckpointRoot(), ec).string();
+  absl::StatusOr<v1::SaveCheckpointResponse> saved = clients_->SaveCheckpoint(
+      root, static_cast<int>(config_.run_keep_checkpoints), state.dump());
+  if (!saved.ok()) return saved.status();
+  Print(absl::StrCat("checkpoint after step ", step, " (version ", saved->weight_version(),
+                     ") written to ", saved->directory()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> TrainingRun::ResumeFromLearner() {
+  const std::string& dir = learner_info_.resumed_from();
+  if (dir.empty() || learner_info_.client_state().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "run.resume is set but learner ", addresses_.learner,
+        " did not resume from a run checkpoint; start every learner rank with run.resume=true "
+        "(or --resume ", config_.CheckpointRoot(), ")"));
+  }
+  const nlohmann::json state =
+      nlohmann::json::parse(learner_info_.client_state(), nullptr, /*allow_exceptions=*/false);
+  if (!state.is_object() || state.value("format", 0) != 1 || !state.contains("step") ||
+      !state["step"].is_number_integer() || !state.contains("cursor") ||
+      !state["cursor"].is_object()) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir,
+                                            " holds no controller state this build reads"));
+  }
+  if (state.value("run", std::string()) != config_.name) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", dir, " belongs to run '", state.value("run", std::string()),
+        "', not '", config_.name, "'"));
+  }
+  steps_done_ = state["step"].get<int64_t>();
+  sft_steps_done_ = state.value("sft_steps", int64_t{0});
+  ProblemCursor::Position cursor;
+  cursor.epoch = state["cursor"].value("epoch", uint64_t{0});
+  cursor.next = state["cursor"].value("next", uint64_t{0});
+  rl_cursor_->Restore(cursor);
+  // Records of later steps from the interrupted attempt are superseded, and
+  // metrics.jsonl keeps only the steps the checkpoint covers.
+  absl::Status s =
+      lineage_->Append(nlohmann::ordered_json{{"type", "resume"}, {"after_step", steps_done_}});
+  if (!s.ok()) return s;
+  {
+    std::ifstream in(metrics_path_);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("step", int64_t{0}) <= steps_done_) kept += line + "\n";
+    }
+    in.close();
+    std::ofstream out(metrics_path_, std::ios::trunc);
+    out << kept;
+    if (!out) return absl::InternalError(absl::StrCat("cannot rewrite '", metrics_path_, "'"));
+  }
+  control_->RecordStep(steps_done_, 0.0, 0.0);
+  Print(absl::StrCat("resumed from ", dir, " after step ", steps_done_, " (weight version ",
+                     version_, ")"));
+  return state.value("heldout_accuracy_before", 0.0);
 }
 
 }  // namespace rlpost

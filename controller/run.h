@@ -94,6 +94,12 @@ class TrainingRun {
   absl::StatusOr<ScoredGroups> SampleAndScore(int64_t step, int64_t round,
                                               const std::vector<const Problem*>& problems);
   absl::Status RlStep(int64_t step);
+  // Periodic checkpoint (run.checkpoint_every): the learner's state plus the
+  // controller's (step, data cursor, held-out baseline) as client_state.
+  absl::Status SaveRunCheckpoint(int64_t step, double before_accuracy);
+  // run.resume: restores the controller's state from the checkpoint the
+  // learner resumed from; returns the held-out accuracy before RL.
+  absl::StatusOr<double> ResumeFromLearner();
   // One lineage record per sample of the step's rounds.
   absl::Status RecordSamples(int64_t step, const std::vector<ScoredGroups>& rounds, bool trained);
   void Print(const std::string& line);
@@ -110,6 +116,7 @@ class TrainingRun {
   std::vector<Problem> heldout_;
   std::unique_ptr<ProblemCursor> rl_cursor_;
   int64_t version_ = 0;  // weight version held by the learner and every worker
+  v1::LearnerInfo learner_info_;  // as of Connect()
   int64_t sft_steps_done_ = 0;
   int64_t steps_done_ = 0;  // RL steps
   std::string metrics_path_;

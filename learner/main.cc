@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
       {"port-file", &port_file, "write the bound port to this file (rank 0)"},
       {"config", &config_path, "run config YAML; key=value overrides follow"},
       {"resume", &resume,
-       "trainer checkpoint (or keep-last root) to resume from; every rank reads it"},
+       "trainer checkpoint (or keep-last root) to resume from; every rank reads it "
+       "(default with run.resume=true: <run.output_dir>/<run.name>/checkpoints)"},
       {"rank", &rank_s, "this rank (default $RANK or 0)"},
       {"world-size", &world_s, "number of ranks (default $WORLD_SIZE or learner.world_size)"},
       {"master-addr", &master_addr, "rendezvous host (default $MASTER_ADDR or 127.0.0.1)"},
@@ -96,6 +97,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::optional<ResumePoint> resumed;
+  if (resume.empty() && config->run_resume) resume = config->CheckpointRoot();
   if (!resume.empty()) {
     absl::StatusOr<ResumePoint> point = (*trainer)->LoadCheckpoint(resume);
     if (!point.ok()) {

@@ -359,6 +359,57 @@ TEST_F(FakeRunTest, GaeSendsRewardsAndCriticOnlyStepsPublishNothing) {
   EXPECT_EQ(critic_only, (std::vector<bool>{true, true, false}));
 }
 
+TEST_F(FakeRunTest, ARestartedRunResumesFromTheLastCheckpointWithoutLosingSamples) {
+  FakeCluster cluster(1);
+  RunConfig config = SmallConfig(dir_);
+  config.rl_steps = 5;
+  config.run_checkpoint_every = 2;
+  config.rl_skip_uniform_groups = false;  // every step trains: versions are predictable
+  {
+    // Attempt 1 dies while step 3 trains: the last checkpoint is step 2's.
+    RunControl control;
+    TrainingRun run(config, AddressesOf(cluster), &control, Options());
+    cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+      if (b.step() == 3) run.Cancel();
+    });
+    EXPECT_EQ(run.Run().status().code(), absl::StatusCode::kCancelled);
+    cluster.learner.set_train_hook(nullptr);
+  }
+  ASSERT_TRUE(cluster.learner.RestartFromLastCheckpoint());
+  EXPECT_EQ(cluster.learner.version(), 4);  // 2 SFT + 2 RL steps
+
+  config.run_resume = true;
+  RunControl control;
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  absl::StatusOr<RunSummary> summary = run.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->steps, 5);
+  EXPECT_THAT(out_.str(), HasSubstr("resumed from " + dir_ + "/fake_run/checkpoints/version-000000004 after step 2"));
+  // No second warm start; steps 3-5 trained once more after the restart.
+  std::vector<int64_t> steps;
+  for (const v1::TrainBatch& b : cluster.learner.batches()) steps.push_back(b.step());
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 0, 1, 2, 3, 3, 4, 5}));
+  EXPECT_EQ(cluster.rollouts[0]->version(), 7);
+  // Metrics hold each step once; lineage has nothing lost or duplicated.
+  std::vector<int64_t> metric_steps;
+  for (const nlohmann::json& j : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
+    metric_steps.push_back(j["step"].get<int64_t>());
+  }
+  EXPECT_EQ(metric_steps, (std::vector<int64_t>{1, 2, 3, 4, 5}));
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->ok()) << (audit->problems.empty() ? "" : audit->problems.front());
+  EXPECT_EQ(audit->samples, 5 * 4 * 4);
+
+  // A resume the learner cannot back names what to do.
+  FakeCluster fresh(1);
+  RunControl control2;
+  TrainingRun orphan(config, AddressesOf(fresh), &control2, Options());
+  absl::StatusOr<RunSummary> failed = orphan.Run();
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("did not resume from a run checkpoint"));
+}
+
 TEST_F(FakeRunTest, KeepsUniformGroupsWhenRejectionSamplingIsOff) {
   FakeCluster cluster(1, FakeRollout::Mode::kAllCorrect);
   RunControl control;

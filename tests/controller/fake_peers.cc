@@ -248,9 +248,22 @@ grpc::Status FakeLearner::SaveCheckpoint(grpc::ServerContext*,
                                          v1::SaveCheckpointResponse* response) {
   absl::MutexLock lock(&mu_);
   checkpoint_dir_ = request->directory();
-  response->set_directory(request->directory());
+  const std::string dir =
+      request->keep_last() > 0
+          ? absl::StrCat(request->directory(), "/version-", absl::Dec(version_, absl::kZeroPad9))
+          : request->directory();
+  if (request->keep_last() > 0) saved_ = {dir, request->client_state(), version_};
+  response->set_directory(dir);
   response->set_weight_version(version_);
   return grpc::Status::OK;
+}
+
+bool FakeLearner::RestartFromLastCheckpoint() {
+  absl::MutexLock lock(&mu_);
+  if (saved_.dir.empty()) return false;
+  resumed_ = saved_;
+  version_ = saved_.version;
+  return true;
 }
 
 grpc::Status FakeLearner::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
@@ -259,6 +272,8 @@ grpc::Status FakeLearner::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest
   response->set_weight_version(version_);
   response->set_world_size(1);
   response->set_model("fake");
+  response->set_resumed_from(resumed_.dir);
+  response->set_client_state(resumed_.client_state);
   return grpc::Status::OK;
 }
 

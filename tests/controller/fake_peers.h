@@ -82,6 +82,10 @@ class FakeLearner final : public v1::LearnerService::Service {
   int64_t version() const;
   std::vector<v1::TrainBatch> batches() const;
   std::string checkpoint_dir() const;
+  // Acts as a learner restarted with --resume on its last keep-last
+  // checkpoint: back to that version, reporting resumed_from and the
+  // client_state saved with it. False when none was saved.
+  bool RestartFromLastCheckpoint();
 
  private:
   mutable absl::Mutex mu_;
@@ -90,6 +94,13 @@ class FakeLearner final : public v1::LearnerService::Service {
   std::string checkpoint_dir_ ABSL_GUARDED_BY(mu_);
   TrainHook hook_ ABSL_GUARDED_BY(mu_);
   int64_t critic_only_steps_ ABSL_GUARDED_BY(mu_) = 0;
+  struct Saved {
+    std::string dir;
+    std::string client_state;
+    int64_t version = 0;
+  };
+  Saved saved_ ABSL_GUARDED_BY(mu_);    // the last keep-last checkpoint
+  Saved resumed_ ABSL_GUARDED_BY(mu_);  // what GetInfo reports as resumed from
 };
 
 // A rollout fleet, a verifier and a learner, each on its own server.

@@ -17,8 +17,10 @@ namespace {
 using ::rlpost::testing::ProcessesMentioning;
 using ::rlpost::testing::ReadFile;
 using ::rlpost::testing::RunProcess;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 std::string SourceDir() {
@@ -42,16 +44,34 @@ class RlpostTrainTest : public ::testing::Test {
   std::string dir_;
 };
 
-TEST_F(RlpostTrainTest, QuickConfigRunsToTheEndWithTwoLearnerRanks) {
+TEST_F(RlpostTrainTest, QuickConfigRunsToTheEndWithTwoLearnerRanksAndResumes) {
   auto r = RunProcess(Train({"sft.steps=3", "rl.steps=2", "eval.size=8", "learner.world_size=2",
-                             "run.name=short"}),
+                             "run.name=short", "run.checkpoint_every=1"}),
                       dir_ + "/out.log", 600s);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("step 2/2"));
   EXPECT_THAT(r.output, HasSubstr("held-out accuracy"));
+  EXPECT_THAT(r.output, HasSubstr("checkpoint after step 1 (version "));
   nlohmann::json summary = nlohmann::json::parse(ReadFile(dir_ + "/short/summary.json"));
   EXPECT_EQ(summary["steps"].get<int>(), 2);
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/short/checkpoint/config.json"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+
+  // Both ranks restore the step-1 checkpoint, the controller its cursor;
+  // steps 2 and 3 run, and the records still hold every sample once.
+  r = RunProcess(Train({"sft.steps=3", "rl.steps=3", "eval.size=8", "learner.world_size=2",
+                        "run.name=short", "run.checkpoint_every=1", "run.resume=true"}),
+                 dir_ + "/resume.log", 600s);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ContainsRegex("resumed from .*/short/checkpoints/version-[0-9]{9} after step 1"));
+  EXPECT_THAT(r.output, Not(HasSubstr("sft ")));  // no second warm start
+  EXPECT_THAT(r.output, HasSubstr("step 3/3"));
+  summary = nlohmann::json::parse(ReadFile(dir_ + "/short/summary.json"));
+  EXPECT_EQ(summary["steps"].get<int>(), 3);
+  auto audit = RunProcess({::rlpost::testing::BinDir() + "/rlpost", "audit", dir_ + "/short"},
+                          dir_ + "/audit.log", 60s);
+  EXPECT_EQ(audit.exit_code, 0) << audit.output;
+  EXPECT_THAT(audit.output, HasSubstr(", lost: 0, duplicated: 0"));
   EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
 }
 
