@@ -1,10 +1,17 @@
 #include "controller/peer_clients.h"
 
+#include <mutex>
+
+#include <deque>
+
+#include <condition_variable>
+
 #include <algorithm>
 #include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_util.h"
 
@@ -181,15 +188,67 @@ absl::Status PeerClients::PushWeightsTo(const Rollout& rollout, const WeightSet&
   return absl::OkStatus();
 }
 
+bool IsWorkerFailure(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kCancelled:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void PeerClients::MarkLost(size_t w, const absl::Status& why) {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  if (rollouts_[w].lost) return;
+  rollouts_[w].lost = true;
+  const std::string line = absl::StrCat(rollouts_[w].address, ": ", why.message());
+  newly_lost_.push_back(line);
+  lost_reasons_.push_back(line);
+}
+
+bool PeerClients::IsLost(size_t w) const {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  return rollouts_[w].lost;
+}
+
+std::vector<std::string> PeerClients::TakeNewlyLost() {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  std::vector<std::string> out;
+  out.swap(newly_lost_);
+  return out;
+}
+
+int PeerClients::live_rollout_count() const {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  int n = 0;
+  for (const Rollout& r : rollouts_) n += r.lost ? 0 : 1;
+  return n;
+}
+
 absl::Status PeerClients::PushWeights(const WeightSet& weights) {
   std::vector<absl::Status> results(rollouts_.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < rollouts_.size(); ++i) {
+    if (IsLost(i)) continue;
     threads.emplace_back([&, i] { results[i] = PushWeightsTo(rollouts_[i], weights); });
   }
   for (std::thread& t : threads) t.join();
-  for (const absl::Status& s : results) {
-    if (!s.ok()) return s;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i].ok()) continue;
+    if (!IsWorkerFailure(results[i]) || canceller_->cancelled()) return results[i];
+    MarkLost(i, results[i]);
+  }
+  if (live_rollout_count() == 0) {
+    std::lock_guard<std::mutex> lock(lost_mu_);
+    return absl::UnavailableError(
+        absl::StrCat("every rollout worker is lost: ", absl::StrJoin(lost_reasons_, "; ")));
   }
   return absl::OkStatus();
 }
@@ -239,30 +298,58 @@ absl::StatusOr<std::vector<std::vector<v1::Completion>>> PeerClients::GenerateAl
   std::vector<std::vector<v1::Completion>> results(requests.size());
   if (requests.empty()) return results;
   if (rollouts_.empty()) return absl::FailedPreconditionError("no rollout workers");
-  const size_t workers = rollouts_.size();
-  const size_t lanes_max = static_cast<size_t>(std::max(1, per_worker));
-  FirstError error;
+  // One queue for every worker; a lost worker's requests go back to it.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<size_t> pending;
+  for (size_t i = 0; i < requests.size(); ++i) pending.push_back(i);
+  size_t in_flight = 0;
+  absl::Status error;  // first fatal error
+  const size_t lanes = static_cast<size_t>(std::max(1, per_worker));
   std::vector<std::thread> threads;
-  for (size_t w = 0; w < workers && w < requests.size(); ++w) {
-    const size_t mine = (requests.size() - w + workers - 1) / workers;  // w, w+N, ...
-    const size_t lanes = std::min(lanes_max, mine);
+  for (size_t w = 0; w < rollouts_.size(); ++w) {
+    if (IsLost(w)) continue;
     for (size_t lane = 0; lane < lanes; ++lane) {
-      threads.emplace_back([&, w, lane, lanes] {
-        for (size_t k = lane; w + k * workers < requests.size(); k += lanes) {
-          if (error.failed()) return;
-          const size_t i = w + k * workers;
-          absl::StatusOr<std::vector<v1::Completion>> r = Generate(rollouts_[w], requests[i]);
-          if (!r.ok()) {
-            error.Set(r.status());
-            return;
+      threads.emplace_back([&, w] {
+        while (true) {
+          size_t i;
+          {
+            std::unique_lock<std::mutex> lock(mu);
+            cv.wait(lock, [&] { return !error.ok() || !pending.empty() || in_flight == 0; });
+            if (!error.ok() || pending.empty() || IsLost(w)) return;
+            i = pending.front();
+            pending.pop_front();
+            ++in_flight;
           }
-          results[i] = std::move(*r);
+          absl::StatusOr<std::vector<v1::Completion>> r = Generate(rollouts_[w], requests[i]);
+          std::lock_guard<std::mutex> lock(mu);
+          --in_flight;
+          if (r.ok()) {
+            results[i] = std::move(*r);
+          } else if (IsWorkerFailure(r.status()) && !canceller_->cancelled()) {
+            MarkLost(w, r.status());
+            pending.push_front(i);
+            if (live_rollout_count() == 0) {
+              std::lock_guard<std::mutex> lost(lost_mu_);
+              error = absl::UnavailableError(absl::StrCat(
+                  "every rollout worker is lost: ", absl::StrJoin(lost_reasons_, "; ")));
+            }
+          } else if (error.ok()) {
+            error = r.status();
+          }
+          cv.notify_all();
+          if (!error.ok() || IsLost(w)) return;
         }
       });
     }
   }
   for (std::thread& t : threads) t.join();
-  if (error.failed()) return error.Get();
+  if (!error.ok()) return error;
+  if (!pending.empty()) {
+    std::lock_guard<std::mutex> lost(lost_mu_);
+    return absl::UnavailableError(
+        absl::StrCat("every rollout worker is lost: ", absl::StrJoin(lost_reasons_, "; ")));
+  }
   return results;
 }
 

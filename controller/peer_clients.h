@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,12 @@
 #include "rlpost/v1/verifier.grpc.pb.h"
 
 namespace rlpost {
+
+// Whether an RPC error means the worker process is gone or broken (so its
+// work can go elsewhere) rather than that the request itself is bad:
+// UNAVAILABLE, DEADLINE_EXCEEDED, UNKNOWN, INTERNAL, ABORTED, DATA_LOSS,
+// RESOURCE_EXHAUSTED and CANCELLED (when the run itself was not cancelled).
+bool IsWorkerFailure(const absl::Status& status);
 
 struct PeerAddresses {
   std::vector<std::string> rollouts;  // HOST:PORT of each rollout worker
@@ -63,16 +70,27 @@ class PeerClients {
   // The learner's latest weight version, every chunk of it.
   // The learner's latest version, in bfloat16 on the wire when `bf16`.
   absl::StatusOr<WeightSet> FetchWeights(bool bf16 = false);
-  // Streams `weights` to every rollout worker concurrently (one thread each)
-  // and checks that each reports the version as loaded.
+  // Streams `weights` to every live rollout worker concurrently (one thread
+  // each) and checks that each reports the version as loaded. A worker that
+  // fails like a dead process (see IsWorkerFailure) is marked lost and left
+  // out from then on; the call fails only when no worker is left, or on any
+  // other error.
   absl::Status PushWeights(const WeightSet& weights);
 
-  // Runs every request on the rollout workers: request i goes to worker
-  // i % N (round robin), with up to `per_worker` requests in flight on each
-  // worker. Result i holds request i's completions sorted by sample_index,
-  // checked to be complete and consistent.
+  // Runs every request on the live rollout workers, which pull from one
+  // queue with up to `per_worker` requests in flight each. When a worker
+  // fails like a dead process, it is marked lost and its requests go back to
+  // the queue for the others; the same request (same seed) gives the same
+  // samples, so nothing is lost or doubled. Fails when no worker is left, or
+  // at once on a request error (INVALID_ARGUMENT, ...). Result i holds request
+  // i's completions sorted by sample_index, checked to be complete and
+  // consistent.
   absl::StatusOr<std::vector<std::vector<v1::Completion>>> GenerateAll(
       const std::vector<v1::GenerateRequest>& requests, int per_worker);
+
+  // Workers marked lost since the last call, as "HOST:PORT: reason".
+  std::vector<std::string> TakeNewlyLost();
+  int live_rollout_count() const;
 
   // Verifies `items` in batches; verdicts come back in item order.
   absl::StatusOr<std::vector<v1::Verdict>> VerifyAll(const std::vector<v1::VerifyItem>& items);
@@ -85,7 +103,12 @@ class PeerClients {
   struct Rollout {
     std::string address;
     std::unique_ptr<v1::RolloutService::Stub> stub;
+    bool lost = false;  // guarded by lost_mu_
   };
+
+  // Marks worker `w` lost (once) with `why`.
+  void MarkLost(size_t w, const absl::Status& why);
+  bool IsLost(size_t w) const;
 
   absl::StatusOr<std::vector<v1::Completion>> Generate(const Rollout& rollout,
                                                        const v1::GenerateRequest& request);
@@ -94,6 +117,9 @@ class PeerClients {
   PeerTimeouts timeouts_;
   RpcCanceller* canceller_;
   std::vector<Rollout> rollouts_;
+  mutable std::mutex lost_mu_;
+  std::vector<std::string> newly_lost_;  // guarded by lost_mu_
+  std::vector<std::string> lost_reasons_;  // every loss, for the final error
   std::string verifier_address_;
   std::unique_ptr<v1::VerifierService::Stub> verifier_;
   std::string learner_address_;

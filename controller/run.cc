@@ -255,6 +255,7 @@ absl::Status TrainingRun::SyncWeights() {
                                             ", expected its latest version ", version_));
   }
   absl::Status s = clients_->PushWeights(*weights);
+  ReportLostWorkers();
   if (!s.ok()) return s;
   control_->SetWeightVersion(version_);
   return absl::OkStatus();
@@ -282,6 +283,7 @@ absl::StatusOr<TrainingRun::EvalResult> TrainingRun::Evaluate(const char* label)
   }
   absl::StatusOr<std::vector<std::vector<v1::Completion>>> groups =
       clients_->GenerateAll(requests, options_.requests_per_worker);
+  ReportLostWorkers();
   if (!groups.ok()) return groups.status();
   std::vector<v1::VerifyItem> items(count);
   for (size_t i = 0; i < count; ++i) {
@@ -336,6 +338,7 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
   const Clock::time_point generate_start = Clock::now();
   absl::StatusOr<std::vector<std::vector<v1::Completion>>> groups =
       clients_->GenerateAll(requests, options_.requests_per_worker);
+  out.workers_lost = ReportLostWorkers();
   if (!groups.ok()) return groups.status();
   out.generate_seconds = SecondsSince(generate_start);
   out.groups = *std::move(groups);
@@ -418,6 +421,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     absl::StatusOr<ScoredGroups> scored = SampleAndScore(step, round, rl_cursor_->Take(take));
     if (!scored.ok()) return scored.status();
     m.generate_seconds += scored->generate_seconds;
+    m.workers_lost += scored->workers_lost;
     samples += scored->samples;
     tokens += scored->tokens;
     correct += scored->correct;
@@ -616,6 +620,16 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
     }
   }
   return absl::OkStatus();
+}
+
+int64_t TrainingRun::ReportLostWorkers() {
+  const std::vector<std::string> lost = clients_->TakeNewlyLost();
+  for (const std::string& worker : lost) {
+    RLPOST_LOG(WARNING) << "rollout worker lost: " << worker;
+    Print(absl::StrCat("rollout worker lost: ", worker, "; its requests went to the other ",
+                       clients_->live_rollout_count(), " worker(s)"));
+  }
+  return static_cast<int64_t>(lost.size());
 }
 
 absl::Status TrainingRun::SaveRunCheckpoint(int64_t step, double before_accuracy) {

@@ -90,6 +90,7 @@ class TrainingRun {
     int64_t samples = 0, tokens = 0, correct = 0;
     double reward_sum = 0.0;
     double generate_seconds = 0.0;
+    int64_t workers_lost = 0;  // rollout workers lost while generating
   };
   absl::StatusOr<ScoredGroups> SampleAndScore(int64_t step, int64_t round,
                                               const std::vector<const Problem*>& problems);
@@ -100,6 +101,8 @@ class TrainingRun {
   // run.resume: restores the controller's state from the checkpoint the
   // learner resumed from; returns the held-out accuracy before RL.
   absl::StatusOr<double> ResumeFromLearner();
+  // Prints the rollout workers lost since the last call; returns how many.
+  int64_t ReportLostWorkers();
   // One lineage record per sample of the step's rounds.
   absl::Status RecordSamples(int64_t step, const std::vector<ScoredGroups>& rounds, bool trained);
   void Print(const std::string& line);

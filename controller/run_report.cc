@@ -52,6 +52,7 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["value_mean"] = Finite(m.value_mean);
   j["refill_rounds"] = m.refill_rounds;
   j["samples_filtered"] = m.samples_filtered;
+  j["workers_lost"] = m.workers_lost;
   return j.dump();
 }
 

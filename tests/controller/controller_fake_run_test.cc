@@ -537,6 +537,42 @@ TEST_F(FakeRunTest, UnreachableWorkerFailsNamingItsAddressAfterRetries) {
   EXPECT_THAT(status.message(), HasSubstr(dead));
 }
 
+TEST_F(FakeRunTest, ALostWorkersRequestsGoToTheOthersAndNothingIsLost) {
+  FakeCluster cluster(2);
+  // After step 1 trains, worker 1 dies at its next Generate and worker 0
+  // holds its calls until then. With 2 requests in flight per worker and 4
+  // groups per step, worker 1 is sure to take some of step 2's groups and
+  // fail them; they go back to the queue and worker 0 runs them.
+  absl::Notification died;
+  cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() != 1) return;
+    cluster.rollouts[1]->DieAtNextGenerate(&died);
+    cluster.rollouts[0]->HoldGenerateUntil(&died);
+  });
+  RunControl control;
+  TrainingRunOptions options = Options();
+  options.requests_per_worker = 2;
+  TrainingRun run(SmallConfig(dir_), AddressesOf(cluster), &control, options);
+  absl::StatusOr<RunSummary> summary = run.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(died.HasBeenNotified());
+  EXPECT_EQ(summary->steps, 3);
+  EXPECT_THAT(out_.str(), HasSubstr("rollout worker lost: " + cluster.rollout_addresses()[1] +
+                                    ": rollout " + cluster.rollout_addresses()[1] +
+                                    " Generate: fake rollout: killed"));
+  EXPECT_THAT(out_.str(), HasSubstr("its requests went to the other 1 worker(s)"));
+  EXPECT_EQ(cluster.rollouts[0]->version(), cluster.learner.version());
+  std::vector<int64_t> lost;
+  for (const nlohmann::json& j : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
+    lost.push_back(j["workers_lost"].get<int64_t>());
+  }
+  EXPECT_EQ(lost, (std::vector<int64_t>{0, 1, 0}));
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->ok());
+  EXPECT_EQ(audit->samples, 3 * 4 * 4);
+}
+
 TEST_F(FakeRunTest, WorkerErrorMidRunFailsNamingTheWorker) {
   FakeCluster cluster(1, FakeRollout::Mode::kFailGenerate);
   RunControl control;

@@ -57,11 +57,22 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
     while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
   }
+  absl::Notification* gate;
+  {
+    absl::MutexLock lock(&mu_);
+    gate = gate_;
+  }
+  if (gate != nullptr) gate->WaitForNotification();
   int64_t version;
   {
     absl::MutexLock lock(&mu_);
     version = version_;
     ++generate_calls_;
+    if (dying_ || dead_) {
+      if (!dead_ && on_death_ != nullptr) on_death_->Notify();
+      dead_ = true;
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake rollout: killed");
+    }
   }
   const int n = std::max(1, request->n());
   const int64_t sum = SumOf(request->prompt());
@@ -91,9 +102,24 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+void FakeRollout::DieAtNextGenerate(absl::Notification* on_death) {
+  absl::MutexLock lock(&mu_);
+  dying_ = true;
+  on_death_ = on_death;
+}
+
+void FakeRollout::HoldGenerateUntil(absl::Notification* gate) {
+  absl::MutexLock lock(&mu_);
+  gate_ = gate;
+}
+
 grpc::Status FakeRollout::UpdateWeights(grpc::ServerContext*,
                                         grpc::ServerReader<v1::WeightChunk>* reader,
                                         v1::UpdateWeightsResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (dead_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake rollout: killed");
+  }
   v1::WeightChunk chunk;
   int64_t version = -1, bytes = 0;
   int32_t tensor_count = 0;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/grpc_util.h"
 #include "rlpost/v1/learner.grpc.pb.h"
 #include "rlpost/v1/rollout.grpc.pb.h"
@@ -42,9 +43,19 @@ class FakeRollout final : public v1::RolloutService::Service {
   int64_t version() const;
   std::vector<int64_t> received_versions() const;
   int64_t generate_calls() const;
+  // From the next Generate on, every call (UpdateWeights too) fails
+  // UNAVAILABLE, as a killed worker's would; `on_death` (may be null) is
+  // notified at the first failure.
+  void DieAtNextGenerate(absl::Notification* on_death);
+  // Generate calls wait for `gate` before doing anything (null: no wait).
+  void HoldGenerateUntil(absl::Notification* gate);
 
  private:
   const Mode mode_;
+  bool dying_ ABSL_GUARDED_BY(mu_) = false;
+  bool dead_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Notification* on_death_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Notification* gate_ ABSL_GUARDED_BY(mu_) = nullptr;
   mutable absl::Mutex mu_;
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<int64_t> received_ ABSL_GUARDED_BY(mu_);
