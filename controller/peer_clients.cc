@@ -59,6 +59,8 @@ PeerClients::PeerClients(const PeerAddresses& addresses, const PeerTimeouts& tim
 absl::Status PeerClients::Connect(const RetryPolicy& policy, const SleepFn& sleep,
                                   std::vector<v1::WorkerStatus>* workers,
                                   v1::LearnerInfo* learner_info) {
+  retry_policy_ = policy;
+  sleep_ = sleep;
   workers->clear();
   auto add = [workers](const std::string& address, const std::string& role, int64_t version) {
     v1::WorkerStatus w;
@@ -367,10 +369,22 @@ absl::StatusOr<std::vector<v1::Verdict>> PeerClients::VerifyAll(
     request.set_deadline_ms(timeouts_.verifier_deadline_ms);
     for (size_t i = begin; i < end; ++i) *request.add_items() = items[i];
     v1::VerifyResponse response;
-    grpc::Status s = canceller_->Call(timeout, [&](grpc::ClientContext* ctx) {
-      return verifier_->Verify(ctx, request, &response);
-    });
-    if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(who, " Verify"));
+    // A verifier that restarts or sheds load answers UNAVAILABLE: retried
+    // with backoff (net.connect_retries, net.connect_backoff_ms). Verifying
+    // is stateless, so a retried batch cannot count twice.
+    int attempts = 0;
+    absl::Status s = RetryWithBackoff(
+        [&]() -> absl::Status {
+          if (attempts++ > 0) verifier_retries_.fetch_add(1);
+          response.Clear();
+          grpc::Status g = canceller_->Call(timeout, [&](grpc::ClientContext* ctx) {
+            return verifier_->Verify(ctx, request, &response);
+          });
+          if (canceller_->cancelled()) return absl::CancelledError("cancelled");
+          return g.ok() ? absl::OkStatus() : FromGrpcStatus(g, absl::StrCat(who, " Verify"));
+        },
+        retry_policy_, who, sleep_ ? sleep_ : RealSleep());
+    if (!s.ok()) return s;
     if (static_cast<size_t>(response.verdicts_size()) != end - begin) {
       return absl::DataLossError(absl::StrCat(who, " returned ", response.verdicts_size(),
                                               " verdicts for ", end - begin, " items"));

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -91,8 +92,12 @@ class PeerClients {
   // Workers marked lost since the last call, as "HOST:PORT: reason".
   std::vector<std::string> TakeNewlyLost();
   int live_rollout_count() const;
+  // Verify batches retried since the last call.
+  int64_t TakeVerifierRetries() { return verifier_retries_.exchange(0); }
 
-  // Verifies `items` in batches; verdicts come back in item order.
+  // Verifies `items` in batches; verdicts come back in item order. A batch
+  // that fails UNAVAILABLE or DEADLINE_EXCEEDED is retried with the backoff
+  // policy given to Connect.
   absl::StatusOr<std::vector<v1::Verdict>> VerifyAll(const std::vector<v1::VerifyItem>& items);
 
   int rollout_count() const { return static_cast<int>(rollouts_.size()); }
@@ -115,6 +120,9 @@ class PeerClients {
   absl::Status PushWeightsTo(const Rollout& rollout, const WeightSet& weights);
 
   PeerTimeouts timeouts_;
+  RetryPolicy retry_policy_;
+  SleepFn sleep_;
+  std::atomic<int64_t> verifier_retries_{0};
   RpcCanceller* canceller_;
   std::vector<Rollout> rollouts_;
   mutable std::mutex lost_mu_;

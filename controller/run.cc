@@ -565,6 +565,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
 
   absl::Status recorded = RecordSamples(step, rounds, trained);
   if (!recorded.ok()) return recorded;
+  m.verifier_retries = clients_->TakeVerifierRetries();
 
   // 5. Report.
   m.reward_mean = samples > 0 ? reward_sum / static_cast<double>(samples) : 0.0;

@@ -53,6 +53,7 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["refill_rounds"] = m.refill_rounds;
   j["samples_filtered"] = m.samples_filtered;
   j["workers_lost"] = m.workers_lost;
+  j["verifier_retries"] = m.verifier_retries;
   return j.dump();
 }
 

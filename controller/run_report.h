@@ -46,6 +46,8 @@ struct StepMetrics {
   int64_t samples_filtered = 0;
   // Rollout workers lost during the step (their requests were re-queued).
   int64_t workers_lost = 0;
+  // Verify batches retried after UNAVAILABLE / DEADLINE_EXCEEDED.
+  int64_t verifier_retries = 0;
 };
 
 // "step 3/40  reward 0.412  acc 0.398  len 38.2  tok/s 5321  kept 12/16  step_s 2.31  v 63"

@@ -573,6 +573,44 @@ TEST_F(FakeRunTest, ALostWorkersRequestsGoToTheOthersAndNothingIsLost) {
   EXPECT_EQ(audit->samples, 3 * 4 * 4);
 }
 
+TEST_F(FakeRunTest, AnUnavailableVerifierIsRetriedWithBackoff) {
+  FakeCluster cluster(1);
+  std::vector<std::chrono::milliseconds> sleeps;
+  TrainingRunOptions options = Options();
+  options.sleep = [&](std::chrono::milliseconds d) { sleeps.push_back(d); };
+  // Step 2's verify call fails twice, then goes through.
+  cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() == 1) cluster.verifier.FailNext(2);
+  });
+  RunControl control;
+  TrainingRun run(SmallConfig(dir_), AddressesOf(cluster), &control, options);
+  absl::StatusOr<RunSummary> summary = run.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  std::vector<int64_t> retries;
+  for (const nlohmann::json& j : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
+    retries.push_back(j["verifier_retries"].get<int64_t>());
+  }
+  EXPECT_EQ(retries, (std::vector<int64_t>{0, 2, 0}));
+  EXPECT_EQ(sleeps, (std::vector<std::chrono::milliseconds>{std::chrono::milliseconds(1),
+                                                            std::chrono::milliseconds(2)}));
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok());
+  EXPECT_TRUE(audit->ok());
+
+  // One that stays down fails the run after net.connect_retries attempts,
+  // naming it.
+  FakeCluster down(1);
+  down.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() == 1) down.verifier.FailNext(100);
+  });
+  RunControl control2;
+  TrainingRun failing(SmallConfig(dir_), AddressesOf(down), &control2, options);
+  absl::StatusOr<RunSummary> failed = failing.Run();
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(failed.status().message()),
+              HasSubstr("verifier " + down.verifier_address() + " unreachable after 3 attempts"));
+}
+
 TEST_F(FakeRunTest, WorkerErrorMidRunFailsNamingTheWorker) {
   FakeCluster cluster(1, FakeRollout::Mode::kFailGenerate);
   RunControl control;

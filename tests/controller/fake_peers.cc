@@ -173,8 +173,20 @@ int64_t FakeRollout::generate_calls() const {
   return generate_calls_;
 }
 
+void FakeVerifier::FailNext(int calls) {
+  absl::MutexLock lock(&mu_);
+  fail_next_ = calls;
+}
+
 grpc::Status FakeVerifier::Verify(grpc::ServerContext*, const v1::VerifyRequest* request,
                                   v1::VerifyResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (fail_next_ > 0) {
+      --fail_next_;
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake verifier: restarting");
+    }
+  }
   for (const v1::VerifyItem& item : request->items()) {
     v1::Verdict* v = response->add_verdicts();
     v->set_id(item.id());

@@ -64,10 +64,17 @@ class FakeRollout final : public v1::RolloutService::Service {
 
 class FakeVerifier final : public v1::VerifierService::Service {
  public:
+  // The next `calls` Verify calls fail UNAVAILABLE (a restarting verifier).
+  void FailNext(int calls);
+
   grpc::Status Verify(grpc::ServerContext* context, const v1::VerifyRequest* request,
                       v1::VerifyResponse* response) override;
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
                        v1::VerifierInfo* response) override;
+
+ private:
+  absl::Mutex mu_;
+  int fail_next_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class FakeLearner final : public v1::LearnerService::Service {
