@@ -39,7 +39,8 @@ int Audit(const std::string& run_dir) {
   }
   std::cout << "samples: " << report->samples << ", lost: " << report->lost
             << ", duplicated: " << report->duplicated << "\n";
-  std::cout << "issued: " << report->issued << ", used for training: " << report->used << "\n";
+  std::cout << "issued: " << report->issued << ", used for training: " << report->used
+            << ", dropped as stragglers: " << report->dropped << "\n";
   for (const std::string& p : report->problems) std::cout << "  " << p << "\n";
   return report->ok() ? 0 : 1;
 }

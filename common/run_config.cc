@@ -87,6 +87,10 @@ std::vector<ConfigKey> Keys() {
        "leave samples without one well-formed \\boxed{} answer out of the loss"},
       {"rl.router_replay", T::kBool, "false",
        "train with the experts the rollout routed each response token to"},
+      {"rl.group_deadline_ms", T::kInt, "0",
+       "straggler deadline of one group's generation (0 = none)"},
+      {"rl.straggler_policy", T::kString, "resample",
+       "late group members: resample (once, new seed) or drop (the whole group)"},
       {"rl.dynamic_sampling_rounds", T::kInt, "0",
        "extra generate rounds that refill the batch after uniform groups are dropped (0 = off)"},
       {"rl.skip_uniform_groups", T::kBool, "true",
@@ -292,6 +296,16 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "reinforce_pp_baseline or gae, got '", r.rl_advantage, "'"));
   }
   r.run_lineage_file_mb = c.GetInt("run.lineage_file_mb");
+  r.rl_group_deadline_ms = c.GetInt("rl.group_deadline_ms");
+  if (r.rl_group_deadline_ms < 0) {
+    return absl::InvalidArgumentError("config key 'rl.group_deadline_ms' must not be negative");
+  }
+  r.rl_straggler_policy = c.GetString("rl.straggler_policy");
+  if (r.rl_straggler_policy != "resample" && r.rl_straggler_policy != "drop") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.straggler_policy' must be resample or drop, got '",
+        r.rl_straggler_policy, "'"));
+  }
   r.run_checkpoint_every = c.GetInt("run.checkpoint_every");
   if (r.run_checkpoint_every < 0) {
     return absl::InvalidArgumentError("config key 'run.checkpoint_every' must not be negative");

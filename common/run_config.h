@@ -65,6 +65,8 @@ struct RunConfig {
   int64_t rl_max_new_tokens = 48;
   bool rl_skip_uniform_groups = true;
   int64_t rl_dynamic_sampling_rounds = 0;
+  int64_t rl_group_deadline_ms = 0;            // 0: no straggler deadline
+  std::string rl_straggler_policy = "resample";  // or "drop"
   bool rl_router_replay = false;
   std::string rl_objective = "pg";            // or "rft"
   std::string rl_rft_select = "best_of_n";    // or "shortest_correct"

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <regex>
+#include <set>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -131,7 +132,7 @@ absl::StatusOr<AuditReport> AuditRun(const std::string& run_dir) {
                     lines.end());
         continue;
       }
-      if (type != "issued" && type != "sample") {
+      if (type != "issued" && type != "sample" && type != "dropped") {
         return absl::DataLossError(absl::StrCat(where, ": unknown record type '", type, "'"));
       }
       if (!HasInts(j, {"step", "round", "group"}) ||
@@ -145,9 +146,12 @@ absl::StatusOr<AuditReport> AuditRun(const std::string& run_dir) {
   AuditReport report;
   std::map<Key, int> expected;  // issued sample keys -> times issued
   std::map<Key, int> recorded;
+  std::set<std::tuple<int64_t, int64_t, int64_t>> dropped_groups;
   for (const Line& l : lines) {
     const int64_t step = l.j["step"], round = l.j["round"], group = l.j["group"];
-    if (l.j["type"] == "issued") {
+    if (l.j["type"] == "dropped") {
+      dropped_groups.insert({step, round, group});
+    } else if (l.j["type"] == "issued") {
       for (int64_t s = 0; s < l.j["n"].get<int64_t>(); ++s) ++expected[{step, round, group, s}];
       report.issued += l.j["n"].get<int64_t>();
     } else {
@@ -165,6 +169,11 @@ absl::StatusOr<AuditReport> AuditRun(const std::string& run_dir) {
       note(absl::StrCat(KeyText(key), ": issued ", times, " times"));
     }
     auto it = recorded.find(key);
+    if (it == recorded.end() &&
+        dropped_groups.count({std::get<0>(key), std::get<1>(key), std::get<2>(key)}) > 0) {
+      ++report.dropped;  // a straggler group cut off at its deadline: accounted for
+      continue;
+    }
     if (it == recorded.end()) {
       ++report.lost;
       note(absl::StrCat(KeyText(key), ": lost (issued, never recorded)"));

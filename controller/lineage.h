@@ -10,6 +10,8 @@
 //   sample: one sample's outcome: its key (step, round, group, sample_index),
 //           seed, weight-version segments, verifier version and verdict,
 //           reward parts, whether it was used for training and at which step;
+//   dropped: a group was cut off at its straggler deadline (its samples are
+//           accounted for, not lost);
 //   resume: the run restarted from the checkpoint after step S; records of
 //           later steps written before this line belong to the lost attempt
 //           and are superseded.
@@ -64,6 +66,7 @@ struct AuditReport {
   int64_t lost = 0;        // asked for, never recorded
   int64_t duplicated = 0;  // recorded more than once, or recorded without being asked for
   int64_t used = 0;        // recorded as used for training
+  int64_t dropped = 0;     // asked for, in a group dropped as a straggler (not lost)
   // The first few problems, one line each ("step 3 round 0 group 2 sample 5: lost").
   std::vector<std::string> problems;
   bool ok() const { return lost == 0 && duplicated == 0; }

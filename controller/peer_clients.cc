@@ -1,19 +1,18 @@
 #include "controller/peer_clients.h"
 
-#include <mutex>
-
-#include <deque>
-
-#include <condition_variable>
-
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_util.h"
+#include "common/seed.h"
 
 namespace rlpost {
 namespace {
@@ -256,9 +255,12 @@ absl::Status PeerClients::PushWeights(const WeightSet& weights) {
 }
 
 absl::StatusOr<std::vector<v1::Completion>> PeerClients::Generate(
-    const Rollout& rollout, const v1::GenerateRequest& request) {
+    const Rollout& rollout, const v1::GenerateRequest& request,
+    std::chrono::milliseconds deadline, std::vector<v1::Completion>* partial) {
   std::vector<v1::Completion> completions;
-  grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
+  const std::chrono::milliseconds timeout =
+      deadline.count() > 0 ? std::min(deadline, timeouts_.rpc) : timeouts_.rpc;
+  grpc::Status s = canceller_->Call(timeout, [&](grpc::ClientContext* ctx) {
     std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
         rollout.stub->Generate(ctx, request);
     v1::GenerateResponse response;
@@ -269,7 +271,12 @@ absl::StatusOr<std::vector<v1::Completion>> PeerClients::Generate(
     return reader->Finish();
   });
   const std::string who = absl::StrCat("rollout ", rollout.address);
-  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat(who, " Generate"));
+  if (!s.ok()) {
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && partial != nullptr) {
+      *partial = std::move(completions);
+    }
+    return FromGrpcStatus(s, absl::StrCat(who, " Generate"));
+  }
   const size_t n = static_cast<size_t>(std::max(1, request.n()));
   if (completions.size() != n) {
     return absl::DataLossError(absl::StrCat(who, " returned ", completions.size(),
@@ -297,14 +304,42 @@ absl::StatusOr<std::vector<v1::Completion>> PeerClients::Generate(
 
 absl::StatusOr<std::vector<std::vector<v1::Completion>>> PeerClients::GenerateAll(
     const std::vector<v1::GenerateRequest>& requests, int per_worker) {
-  std::vector<std::vector<v1::Completion>> results(requests.size());
+  absl::StatusOr<std::vector<GroupResult>> groups =
+      GenerateGroups(requests, per_worker, StragglerPolicy{});
+  if (!groups.ok()) return groups.status();
+  std::vector<std::vector<v1::Completion>> results;
+  for (GroupResult& g : *groups) results.push_back(std::move(g.completions));
+  return results;
+}
+
+absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroups(
+    const std::vector<v1::GenerateRequest>& requests, int per_worker,
+    const StragglerPolicy& policy) {
+  std::vector<GroupResult> results(requests.size());
   if (requests.empty()) return results;
   if (rollouts_.empty()) return absl::FailedPreconditionError("no rollout workers");
-  // One queue for every worker; a lost worker's requests go back to it.
+  // A job asks for some members of group `group`: `slots` maps the job's
+  // sample indices 0..n-1 to the group's.
+  struct Job {
+    size_t group;
+    v1::GenerateRequest request;
+    std::vector<int32_t> slots;
+    bool retry = false;
+  };
+  std::vector<Job> jobs;
+  std::vector<std::vector<std::optional<v1::Completion>>> members(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const int n = std::max(1, requests[i].n());
+    members[i].resize(static_cast<size_t>(n));
+    Job job{i, requests[i], {}, false};
+    for (int j = 0; j < n; ++j) job.slots.push_back(j);
+    jobs.push_back(std::move(job));
+  }
+  // One queue for every worker; a lost worker's jobs go back to it.
   std::mutex mu;
   std::condition_variable cv;
   std::deque<size_t> pending;
-  for (size_t i = 0; i < requests.size(); ++i) pending.push_back(i);
+  for (size_t i = 0; i < jobs.size(); ++i) pending.push_back(i);
   size_t in_flight = 0;
   absl::Status error;  // first fatal error
   const size_t lanes = static_cast<size_t>(std::max(1, per_worker));
@@ -315,19 +350,54 @@ absl::StatusOr<std::vector<std::vector<v1::Completion>>> PeerClients::GenerateAl
       threads.emplace_back([&, w] {
         while (true) {
           size_t i;
+          v1::GenerateRequest request;
           {
             std::unique_lock<std::mutex> lock(mu);
             cv.wait(lock, [&] { return !error.ok() || !pending.empty() || in_flight == 0; });
             if (!error.ok() || pending.empty() || IsLost(w)) return;
             i = pending.front();
             pending.pop_front();
+            request = jobs[i].request;
             ++in_flight;
           }
-          absl::StatusOr<std::vector<v1::Completion>> r = Generate(rollouts_[w], requests[i]);
+          std::vector<v1::Completion> partial;
+          absl::StatusOr<std::vector<v1::Completion>> r =
+              Generate(rollouts_[w], request, policy.group_deadline, &partial);
           std::lock_guard<std::mutex> lock(mu);
           --in_flight;
+          Job& job = jobs[i];
+          auto place = [&](std::vector<v1::Completion>& done) {
+            for (v1::Completion& c : done) {
+              const int32_t k = c.sample_index();
+              if (k < 0 || k >= static_cast<int32_t>(job.slots.size())) continue;
+              const int32_t slot = job.slots[static_cast<size_t>(k)];
+              c.set_sample_index(slot);
+              members[job.group][static_cast<size_t>(slot)] = std::move(c);
+            }
+          };
+          const bool late = !r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded &&
+                            policy.group_deadline.count() > 0 && !canceller_->cancelled();
           if (r.ok()) {
-            results[i] = std::move(*r);
+            place(*r);
+          } else if (late) {
+            // A straggler: keep what finished; ask once more for the rest
+            // under a new seed, or drop the group.
+            place(partial);
+            std::vector<int32_t> missing;
+            for (size_t k = 0; k < members[job.group].size(); ++k) {
+              if (!members[job.group][k]) missing.push_back(static_cast<int32_t>(k));
+            }
+            if (policy.resample && !job.retry && !missing.empty()) {
+              Job again{job.group, job.request, missing, true};
+              again.request.set_n(static_cast<int32_t>(missing.size()));
+              again.request.mutable_params()->set_seed(
+                  SplitMix64(job.request.params().seed() ^ 0x9E3779B97F4A7C15ull));
+              results[job.group].resampled += static_cast<int>(missing.size());
+              jobs.push_back(std::move(again));
+              pending.push_back(jobs.size() - 1);
+            } else {
+              results[job.group].dropped = true;
+            }
           } else if (IsWorkerFailure(r.status()) && !canceller_->cancelled()) {
             MarkLost(w, r.status());
             pending.push_front(i);
@@ -351,6 +421,16 @@ absl::StatusOr<std::vector<std::vector<v1::Completion>>> PeerClients::GenerateAl
     std::lock_guard<std::mutex> lost(lost_mu_);
     return absl::UnavailableError(
         absl::StrCat("every rollout worker is lost: ", absl::StrJoin(lost_reasons_, "; ")));
+  }
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i].dropped) {
+      results[i].completions.clear();
+      continue;
+    }
+    for (auto& m : members[i]) {
+      if (!m) return absl::InternalError("a group finished with a member missing");
+      results[i].completions.push_back(std::move(*m));
+    }
   }
   return results;
 }

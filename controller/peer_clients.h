@@ -78,6 +78,24 @@ class PeerClients {
   // other error.
   absl::Status PushWeights(const WeightSet& weights);
 
+  // Stragglers: a group whose Generate call has not finished after
+  // group_deadline (0 = no deadline) is cut; its finished members are kept
+  // and, with `resample`, the missing ones are asked for once more under a
+  // new seed (anywhere); without it, or when the second try is late too, the
+  // group is dropped.
+  struct StragglerPolicy {
+    std::chrono::milliseconds group_deadline{0};
+    bool resample = true;
+  };
+  struct GroupResult {
+    std::vector<v1::Completion> completions;  // sorted by sample_index; empty when dropped
+    bool dropped = false;
+    int resampled = 0;  // members that came from the second try
+  };
+  absl::StatusOr<std::vector<GroupResult>> GenerateGroups(
+      const std::vector<v1::GenerateRequest>& requests, int per_worker,
+      const StragglerPolicy& policy);
+
   // Runs every request on the live rollout workers, which pull from one
   // queue with up to `per_worker` requests in flight each. When a worker
   // fails like a dead process, it is marked lost and its requests go back to
@@ -115,8 +133,12 @@ class PeerClients {
   void MarkLost(size_t w, const absl::Status& why);
   bool IsLost(size_t w) const;
 
-  absl::StatusOr<std::vector<v1::Completion>> Generate(const Rollout& rollout,
-                                                       const v1::GenerateRequest& request);
+  // One Generate call. With a deadline (> 0) that passes, returns
+  // DEADLINE_EXCEEDED and leaves the members that did finish in `partial`.
+  absl::StatusOr<std::vector<v1::Completion>> Generate(
+      const Rollout& rollout, const v1::GenerateRequest& request,
+      std::chrono::milliseconds deadline = std::chrono::milliseconds(0),
+      std::vector<v1::Completion>* partial = nullptr);
   absl::Status PushWeightsTo(const Rollout& rollout, const WeightSet& weights);
 
   PeerTimeouts timeouts_;

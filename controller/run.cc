@@ -336,12 +336,31 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
     if (!s.ok()) return s;
   }
   const Clock::time_point generate_start = Clock::now();
-  absl::StatusOr<std::vector<std::vector<v1::Completion>>> groups =
-      clients_->GenerateAll(requests, options_.requests_per_worker);
+  PeerClients::StragglerPolicy stragglers;
+  stragglers.group_deadline = std::chrono::milliseconds(config_.rl_group_deadline_ms);
+  stragglers.resample = config_.rl_straggler_policy == "resample";
+  absl::StatusOr<std::vector<PeerClients::GroupResult>> groups =
+      clients_->GenerateGroups(requests, options_.requests_per_worker, stragglers);
   out.workers_lost = ReportLostWorkers();
   if (!groups.ok()) return groups.status();
   out.generate_seconds = SecondsSince(generate_start);
-  out.groups = *std::move(groups);
+  for (size_t i = 0; i < groups->size(); ++i) {
+    PeerClients::GroupResult& g = (*groups)[i];
+    out.dropped.push_back(g.dropped);
+    out.groups_dropped += g.dropped ? 1 : 0;
+    out.samples_resampled += g.resampled;
+    out.groups.push_back(std::move(g.completions));
+    if (g.dropped) {
+      // Accounted for in the lineage, so the audit does not call its
+      // samples lost.
+      absl::Status s = lineage_->Append(nlohmann::ordered_json{{"type", "dropped"},
+                                                               {"step", step},
+                                                               {"round", round},
+                                                               {"group", i},
+                                                               {"reason", "deadline"}});
+      if (!s.ok()) return s;
+    }
+  }
 
   // Synchronous GRPO is on-policy: every token must come from the version the
   // workers were synced to.
@@ -394,6 +413,7 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
       out.reward_parts[i].push_back(parts);
       out.used[i].push_back(false);
     }
+    // A dropped group has no samples: no signal, never kept.
     out.uniform.push_back(ComputeGroupAdvantage(out.rewards[i]).uniform);
   }
   return out;
@@ -426,9 +446,13 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     tokens += scored->tokens;
     correct += scored->correct;
     reward_sum += scored->reward_sum;
-    for (bool u : scored->uniform) {
-      if (!u || !config_.rl_skip_uniform_groups) ++kept_count;
+    for (size_t i = 0; i < scored->uniform.size(); ++i) {
+      if (!scored->dropped[i] && (!scored->uniform[i] || !config_.rl_skip_uniform_groups)) {
+        ++kept_count;
+      }
     }
+    m.groups_dropped += scored->groups_dropped;
+    m.samples_resampled += scored->samples_resampled;
     rounds.push_back(*std::move(scored));
     if (!config_.rl_skip_uniform_groups || kept_count >= wanted ||
         round >= config_.rl_dynamic_sampling_rounds) {
@@ -447,6 +471,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   for (const ScoredGroups& r : rounds) {
     for (size_t i = 0; i < r.groups.size(); ++i) {
       m.groups_total += 1;
+      if (r.dropped[i]) continue;  // a straggler cut off at the deadline
       if (r.uniform[i]) m.groups_uniform += 1;
       if ((r.uniform[i] && config_.rl_skip_uniform_groups) ||
           static_cast<int64_t>(kept.size()) >= wanted) {

@@ -91,6 +91,8 @@ class TrainingRun {
     double reward_sum = 0.0;
     double generate_seconds = 0.0;
     int64_t workers_lost = 0;  // rollout workers lost while generating
+    std::vector<bool> dropped;  // per group: cut off at rl.group_deadline_ms
+    int64_t groups_dropped = 0, samples_resampled = 0;
   };
   absl::StatusOr<ScoredGroups> SampleAndScore(int64_t step, int64_t round,
                                               const std::vector<const Problem*>& problems);

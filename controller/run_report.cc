@@ -54,6 +54,8 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["samples_filtered"] = m.samples_filtered;
   j["workers_lost"] = m.workers_lost;
   j["verifier_retries"] = m.verifier_retries;
+  j["groups_dropped"] = m.groups_dropped;
+  j["samples_resampled"] = m.samples_resampled;
   return j.dump();
 }
 

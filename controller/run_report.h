@@ -46,6 +46,10 @@ struct StepMetrics {
   int64_t samples_filtered = 0;
   // Rollout workers lost during the step (their requests were re-queued).
   int64_t workers_lost = 0;
+  // Stragglers (rl.group_deadline_ms): groups dropped at the deadline, and
+  // late members asked for again under a new seed (rl.straggler_policy).
+  int64_t groups_dropped = 0;
+  int64_t samples_resampled = 0;
   // Verify batches retried after UNAVAILABLE / DEADLINE_EXCEEDED.
   int64_t verifier_retries = 0;
 };

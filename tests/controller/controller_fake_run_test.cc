@@ -573,6 +573,45 @@ TEST_F(FakeRunTest, ALostWorkersRequestsGoToTheOthersAndNothingIsLost) {
   EXPECT_EQ(audit->samples, 3 * 4 * 4);
 }
 
+TEST_F(FakeRunTest, AStragglerIsResampledOrItsGroupDropped) {
+  for (const char* policy : {"resample", "drop"}) {
+    std::filesystem::remove_all(dir_ + "/fake_run");
+    FakeCluster cluster(1);
+    // The first group of step 2 has a member that never finishes.
+    cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+      if (b.step() == 1) cluster.rollouts[0]->StraggleNextGenerate();
+    });
+    RunConfig config = SmallConfig(dir_);
+    config.rl_group_deadline_ms = 300;
+    config.rl_straggler_policy = policy;
+    RunControl control;
+    TrainingRun run(config, AddressesOf(cluster), &control, Options());
+    absl::StatusOr<RunSummary> summary = run.Run();
+    ASSERT_TRUE(summary.ok()) << policy << ": " << summary.status();
+    EXPECT_EQ(summary->steps, 3);
+    std::vector<int64_t> resampled, dropped;
+    for (const nlohmann::json& j : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
+      resampled.push_back(j["samples_resampled"].get<int64_t>());
+      dropped.push_back(j["groups_dropped"].get<int64_t>());
+    }
+    absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+    ASSERT_TRUE(audit.ok()) << audit.status();
+    EXPECT_TRUE(audit->ok()) << policy;
+    EXPECT_EQ(audit->issued, 3 * 4 * 4);
+    if (std::string(policy) == "resample") {
+      EXPECT_EQ(resampled, (std::vector<int64_t>{0, 1, 0}));
+      EXPECT_EQ(dropped, (std::vector<int64_t>{0, 0, 0}));
+      EXPECT_EQ(audit->samples, 3 * 4 * 4);
+      EXPECT_EQ(audit->dropped, 0);
+    } else {
+      EXPECT_EQ(resampled, (std::vector<int64_t>{0, 0, 0}));
+      EXPECT_EQ(dropped, (std::vector<int64_t>{0, 1, 0}));
+      EXPECT_EQ(audit->samples, 3 * 4 * 4 - 4);
+      EXPECT_EQ(audit->dropped, 4);
+    }
+  }
+}
+
 TEST_F(FakeRunTest, AnUnavailableVerifierIsRetriedWithBackoff) {
   FakeCluster cluster(1);
   std::vector<std::chrono::milliseconds> sleeps;

@@ -64,10 +64,13 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
   }
   if (gate != nullptr) gate->WaitForNotification();
   int64_t version;
+  bool straggle = false;
   {
     absl::MutexLock lock(&mu_);
     version = version_;
     ++generate_calls_;
+    straggle = straggle_next_;
+    straggle_next_ = false;
     if (dying_ || dead_) {
       if (!dead_ && on_death_ != nullptr) on_death_->Notify();
       dead_ = true;
@@ -78,6 +81,11 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
   const int64_t sum = SumOf(request->prompt());
   // Stream in reverse order: the controller must sort by sample_index.
   for (int i = n - 1; i >= 0; --i) {
+    if (straggle && i == 0) {
+      // The last member never finishes: the caller's deadline cancels it.
+      while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
     const uint64_t seed = SplitMix64(request->params().seed() + static_cast<uint64_t>(i));
     const bool correct = mode_ == Mode::kAllCorrect || seed % 3 != 0;
     const bool truncated = mode_ == Mode::kSomeTruncated && seed % 4 == 1;
@@ -106,6 +114,11 @@ void FakeRollout::DieAtNextGenerate(absl::Notification* on_death) {
   absl::MutexLock lock(&mu_);
   dying_ = true;
   on_death_ = on_death;
+}
+
+void FakeRollout::StraggleNextGenerate() {
+  absl::MutexLock lock(&mu_);
+  straggle_next_ = true;
 }
 
 void FakeRollout::HoldGenerateUntil(absl::Notification* gate) {

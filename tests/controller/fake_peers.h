@@ -49,10 +49,14 @@ class FakeRollout final : public v1::RolloutService::Service {
   void DieAtNextGenerate(absl::Notification* on_death);
   // Generate calls wait for `gate` before doing anything (null: no wait).
   void HoldGenerateUntil(absl::Notification* gate);
+  // The next Generate streams every member but sample 0, which never
+  // finishes (until the call is cancelled): a straggler.
+  void StraggleNextGenerate();
 
  private:
   const Mode mode_;
   bool dying_ ABSL_GUARDED_BY(mu_) = false;
+  bool straggle_next_ ABSL_GUARDED_BY(mu_) = false;
   bool dead_ ABSL_GUARDED_BY(mu_) = false;
   absl::Notification* on_death_ ABSL_GUARDED_BY(mu_) = nullptr;
   absl::Notification* gate_ ABSL_GUARDED_BY(mu_) = nullptr;
