@@ -150,8 +150,17 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
     *err_ << "rlpost: cannot create " << run_dir.string() << ": " << ec.message() << "\n";
     return kLaunchFailed;
   }
-  for (const fs::path& dir : {fs::path(logs_dir_), fs::path(ports_dir_)}) {
-    for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) fs::remove(e.path(), ec);
+  // Old ports always go. Old logs go too, except when resuming: then the
+  // interrupted attempt's logs are kept as <role>.log.previous (the ones
+  // before that are replaced).
+  for (const fs::directory_entry& e : fs::directory_iterator(ports_dir_, ec)) fs::remove(e.path(), ec);
+  for (const fs::directory_entry& e : fs::directory_iterator(logs_dir_, ec)) {
+    const fs::path p = e.path();
+    if (config->run_resume && p.extension() == ".log") {
+      fs::rename(p, p.string() + ".previous", ec);
+    } else if (!config->run_resume || p.extension() != ".previous") {
+      fs::remove(p, ec);
+    }
   }
   std::ofstream(run_dir / "config.yaml", std::ios::trunc) << raw->ToYaml();
   child_args_.clear();

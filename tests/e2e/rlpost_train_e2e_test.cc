@@ -68,6 +68,9 @@ TEST_F(RlpostTrainTest, QuickConfigRunsToTheEndWithTwoLearnerRanksAndResumes) {
   EXPECT_THAT(r.output, HasSubstr("step 3/3"));
   summary = nlohmann::json::parse(ReadFile(dir_ + "/short/summary.json"));
   EXPECT_EQ(summary["steps"].get<int>(), 3);
+  // The first attempt's logs are kept beside the new ones.
+  EXPECT_THAT(ReadFile(dir_ + "/short/logs/learner-0.log.previous"), Not(HasSubstr("resumed from")));
+  EXPECT_THAT(ReadFile(dir_ + "/short/logs/learner-0.log"), HasSubstr("resumed from"));
   auto audit = RunProcess({::rlpost::testing::BinDir() + "/rlpost", "audit", dir_ + "/short"},
                           dir_ + "/audit.log", 60s);
   EXPECT_EQ(audit.exit_code, 0) << audit.output;
