@@ -1,5 +1,7 @@
 #include "cli/rlctl.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -33,7 +35,7 @@ std::string RunStateName(v1::RunState state) {
 }
 
 std::string RlctlUsage() {
-  return "usage: rlctl [--addr HOST:PORT] [--timeout SECONDS] COMMAND\n"
+  return "usage: rlctl [--addr HOST:PORT] [--timeout SECONDS] [-o table|json] COMMAND\n"
          "\n"
          "Operator CLI for a running rlpost controller (the address is printed by\n"
          "`rlpost train` and by rlpost-controller at start).\n"
@@ -43,6 +45,9 @@ std::string RlctlUsage() {
          "  pause    finish the current step, then wait (idempotent)\n"
          "  resume   continue a paused run\n"
          "  stop     finish the current step, evaluate, write the summary, end the run\n"
+         "  checkpoint  save a checkpoint (learner state, data cursor) after the current\n"
+         "           step into runs/<name>/checkpoints; `run.resume=true` restarts from it\n"
+         "  config show  the run's resolved config as YAML (every key)\n"
          "  verify   judge a JSONL file with an rlpost-verifier (rlctl verify --help)\n"
          "  generate sample completions of a prompt from an rlpost-rollout worker\n"
          "           (rlctl generate --help)\n"
@@ -50,6 +55,8 @@ std::string RlctlUsage() {
          "flags:\n"
          "  --addr HOST:PORT    controller address (default: $RLCTL_ADDR)\n"
          "  --timeout SECONDS   deadline of the call (default 10)\n"
+         "  -o table|json       output of status, pause, resume, stop, checkpoint: a\n"
+         "                      table (default) or the RunStatus message as JSON\n"
          "\n"
          "exit status:\n"
          "  0  success\n"
@@ -105,12 +112,28 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   }
   std::string addr = env_addr;
   std::string timeout_text = "10";
+  std::string output = "table";
   std::vector<std::string> commands;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h" || arg == "help") {
       out << RlctlUsage();
       return kRlctlOk;
+    }
+    if (arg == "-o" || arg == "--output" || absl::StartsWith(arg, "--output=")) {
+      if (absl::StartsWith(arg, "--output=")) {
+        output = arg.substr(9);
+      } else if (i + 1 < args.size()) {
+        output = args[++i];
+      } else {
+        err << "rlctl: flag '" << arg << "' needs a value (table or json)\n";
+        return kRlctlUsage;
+      }
+      if (output != "table" && output != "json") {
+        err << "rlctl: -o must be table or json, got '" << output << "'\n";
+        return kRlctlUsage;
+      }
+      continue;
     }
     std::string name, value;
     bool has_value = false;
@@ -138,12 +161,16 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
     }
     commands.push_back(arg);
   }
-  if (commands.size() != 1) {
-    err << "rlctl: expected one command (status, pause, resume or stop)\n" << RlctlUsage();
+  const bool config_show = commands.size() == 2 && commands[0] == "config" && commands[1] == "show";
+  if (!config_show && (commands.size() != 1 || commands[0] == "config")) {
+    err << "rlctl: expected one command (status, pause, resume, stop, checkpoint or "
+           "config show)\n"
+        << RlctlUsage();
     return kRlctlUsage;
   }
-  const std::string& command = commands[0];
-  if (command != "status" && command != "pause" && command != "resume" && command != "stop") {
+  const std::string command = config_show ? "config" : commands[0];
+  if (command != "status" && command != "pause" && command != "resume" && command != "stop" &&
+      command != "checkpoint" && command != "config") {
     err << "rlctl: unknown command '" << command << "'\n" << RlctlUsage();
     return kRlctlUsage;
   }
@@ -162,8 +189,13 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
   v1::RunStatus status;
+  v1::RunConfigText config;
   grpc::Status rpc;
-  if (command == "status") {
+  if (command == "config") {
+    rpc = stub->GetConfig(&context, v1::GetConfigRequest(), &config);
+  } else if (command == "checkpoint") {
+    rpc = stub->Checkpoint(&context, v1::CheckpointRequest(), &status);
+  } else if (command == "status") {
     rpc = stub->GetStatus(&context, v1::GetStatusRequest(), &status);
   } else if (command == "pause") {
     rpc = stub->Pause(&context, v1::PauseRequest(), &status);
@@ -181,7 +213,17 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
     err << "rlctl: " << command << " failed: " << rpc.error_message() << "\n";
     return kRlctlRpcError;
   }
-  if (command == "status") {
+  if (command == "config") {
+    out << config.yaml();
+  } else if (output == "json") {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions options;
+    options.add_whitespace = true;
+    options.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(status, &json, options);
+    out << json;
+    if (json.empty() || json.back() != '\n') out << "\n";
+  } else if (command == "status") {
     out << FormatRunStatus(status);
   } else {
     out << absl::StrFormat("%s: run '%s' is %s at step %d/%d (%s)\n", command, status.run_name(),

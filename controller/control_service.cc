@@ -37,4 +37,16 @@ grpc::Status ControlServiceImpl::Stop(grpc::ServerContext*, const v1::StopReques
   return Reply(control_->Stop(), response);
 }
 
+grpc::Status ControlServiceImpl::Checkpoint(grpc::ServerContext*, const v1::CheckpointRequest*,
+                                            v1::RunStatus* response) {
+  RLPOST_LOG(INFO) << "control: checkpoint requested";
+  return Reply(control_->RequestCheckpoint(), response);
+}
+
+grpc::Status ControlServiceImpl::GetConfig(grpc::ServerContext*, const v1::GetConfigRequest*,
+                                           v1::RunConfigText* response) {
+  response->set_yaml(control_->ConfigYaml());
+  return grpc::Status::OK;
+}
+
 }  // namespace rlpost

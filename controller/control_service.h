@@ -23,6 +23,10 @@ class ControlServiceImpl final : public v1::ControlService::Service {
                       v1::RunStatus* response) override;
   grpc::Status Stop(grpc::ServerContext* context, const v1::StopRequest* request,
                     v1::RunStatus* response) override;
+  grpc::Status Checkpoint(grpc::ServerContext* context, const v1::CheckpointRequest* request,
+                          v1::RunStatus* response) override;
+  grpc::Status GetConfig(grpc::ServerContext* context, const v1::GetConfigRequest* request,
+                         v1::RunConfigText* response) override;
 
  private:
   RunControl* control_;

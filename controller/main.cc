@@ -75,6 +75,11 @@ int Main(int argc, char** argv) {
   }
 
   RunControl control;
+  {
+    // The resolved config for `rlctl config show` (every key, defaults too).
+    absl::StatusOr<Config> raw = Config::Load(RunConfigSchema(), config_path, overrides);
+    if (raw.ok()) control.SetConfigYaml(raw->ToYaml());
+  }
   ControlServiceImpl service(&control);
   absl::StatusOr<std::unique_ptr<ServerHost>> host =
       ServerHost::Start(listen, {&service}, port_file, "controller");

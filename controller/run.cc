@@ -140,8 +140,9 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
     }
     s = RlStep(step);
     if (!s.ok()) return s;
-    if (config_.run_checkpoint_every > 0 && step % config_.run_checkpoint_every == 0 &&
-        step < config_.rl_steps) {
+    const bool asked = control_->TakeCheckpointRequest();  // rlctl checkpoint
+    if (asked || (config_.run_checkpoint_every > 0 && step % config_.run_checkpoint_every == 0 &&
+                  step < config_.rl_steps)) {
       s = SaveRunCheckpoint(step, before_accuracy);
       if (!s.ok()) return s;
     }

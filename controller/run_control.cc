@@ -17,7 +17,7 @@ void RunControl::BeginRun(const std::string& run_name, int64_t total_steps) {
   status_.set_total_steps(total_steps);
   status_.set_state(v1::RUN_STATE_STARTING);
   activity_ = "starting";
-  pause_requested_ = stop_requested_ = aborted_ = parked_ = false;
+  pause_requested_ = stop_requested_ = aborted_ = parked_ = checkpoint_requested_ = false;
 }
 
 void RunControl::BeginSteps() {
@@ -140,6 +140,31 @@ absl::StatusOr<v1::RunStatus> RunControl::Stop() {
   if (!s.ok()) return s;
   stop_requested_ = true;
   return StatusLocked();
+}
+
+absl::StatusOr<v1::RunStatus> RunControl::RequestCheckpoint() {
+  absl::MutexLock lock(&mu_);
+  absl::Status s = CheckActive("checkpoint");
+  if (!s.ok()) return s;
+  checkpoint_requested_ = true;
+  return StatusLocked();
+}
+
+bool RunControl::TakeCheckpointRequest() {
+  absl::MutexLock lock(&mu_);
+  const bool requested = checkpoint_requested_;
+  checkpoint_requested_ = false;
+  return requested;
+}
+
+void RunControl::SetConfigYaml(std::string yaml) {
+  absl::MutexLock lock(&mu_);
+  config_yaml_ = std::move(yaml);
+}
+
+std::string RunControl::ConfigYaml() const {
+  absl::MutexLock lock(&mu_);
+  return config_yaml_;
 }
 
 void RunControl::Abort() {

@@ -47,12 +47,20 @@ class RunControl {
   bool WaitBetweenSteps(int64_t completed_steps);
   // True once Stop() or Abort() has been called.
   bool StopRequested() const;
+  // True once per RequestCheckpoint() (the loop saves one, then asks again).
+  bool TakeCheckpointRequest();
 
   // --- operator actions (the control API) ---
   // Errors are kFailedPrecondition when no run is loaded or it has ended.
   absl::StatusOr<v1::RunStatus> Pause();
   absl::StatusOr<v1::RunStatus> Resume();
   absl::StatusOr<v1::RunStatus> Stop();
+  // Asks for a checkpoint after the current step (the loop takes it with
+  // TakeCheckpointRequest).
+  absl::StatusOr<v1::RunStatus> RequestCheckpoint();
+  // The run's resolved config as YAML (empty before the host sets it).
+  void SetConfigYaml(std::string yaml);
+  std::string ConfigYaml() const;
   v1::RunStatus Status() const;
 
   // --- the hosting process ---
@@ -79,6 +87,8 @@ class RunControl {
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool aborted_ ABSL_GUARDED_BY(mu_) = false;
   bool parked_ ABSL_GUARDED_BY(mu_) = false;
+  bool checkpoint_requested_ ABSL_GUARDED_BY(mu_) = false;
+  std::string config_yaml_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rlpost

@@ -176,7 +176,7 @@ TEST_F(BinaryTest, IdleControllerServesStatusToTheRlctlBinary) {
   const std::string port_file = dir_ + "/controller.port";
   ASSERT_TRUE(controller
                   .Start({BinDir() + "/rlpost-controller", "--listen", "127.0.0.1:0",
-                          "--port-file", port_file},
+                          "--port-file", port_file, "rl.steps=7"},
                          dir_ + "/controller.log")
                   .ok());
   absl::StatusOr<int> port =
@@ -191,6 +191,13 @@ TEST_F(BinaryTest, IdleControllerServesStatusToTheRlctlBinary) {
   r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "stop"}, dir_ + "/rlctl.log");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("no run is loaded"));
+  r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "config", "show"}, dir_ + "/rlctl.log");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ContainsRegex("steps: \"?7"));  // the resolved config, overrides in
+  r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "-o", "json", "status"},
+                 dir_ + "/rlctl.log");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("\"state\": \"RUN_STATE_IDLE\""));
   r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "jump"}, dir_ + "/rlctl.log");
   EXPECT_EQ(r.exit_code, 2);
   r = RunProcess({BinDir() + "/rlctl", "--help"}, dir_ + "/rlctl.log");

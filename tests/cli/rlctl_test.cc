@@ -117,6 +117,34 @@ TEST_F(RlctlTest, PauseResumeStopChangeTheRunState) {
   EXPECT_THAT(r.out, HasSubstr("after RL"));
 }
 
+TEST_F(RlctlTest, CheckpointConfigShowAndJsonOutput) {
+  Result r = Rlctl({"--addr", addr_, "checkpoint"});
+  EXPECT_EQ(r.code, kRlctlRpcError);
+  EXPECT_THAT(r.err, HasSubstr("checkpoint failed: cannot checkpoint: no run is loaded"));
+
+  LoadRun();
+  r = Rlctl({"--addr", addr_, "checkpoint"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("checkpoint: run 'demo' is RUNNING at step 3/40"));
+  EXPECT_TRUE(control_.TakeCheckpointRequest());
+  EXPECT_FALSE(control_.TakeCheckpointRequest());  // one request, one checkpoint
+
+  control_.SetConfigYaml("run:\n  name: demo\n");
+  r = Rlctl({"--addr", addr_, "config", "show"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_EQ(r.out, "run:\n  name: demo\n");
+  EXPECT_EQ(Rlctl({"--addr", addr_, "config"}).code, kRlctlUsage);
+
+  r = Rlctl({"--addr", addr_, "-o", "json", "status"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"run_name\": \"demo\""));
+  EXPECT_THAT(r.out, HasSubstr("\"state\": \"RUN_STATE_RUNNING\""));
+  EXPECT_THAT(r.out, HasSubstr("\"weight_version\": \"63\""));
+  r = Rlctl({"--addr", addr_, "-o", "yaml", "status"});
+  EXPECT_EQ(r.code, kRlctlUsage);
+  EXPECT_THAT(r.err, HasSubstr("-o must be table or json, got 'yaml'"));
+}
+
 TEST_F(RlctlTest, AddressFromTheEnvironment) {
   LoadRun();
   Result r = Rlctl({"status"}, addr_);

@@ -29,6 +29,7 @@ using ::rlpost::testing::FakeRollout;
 using ::testing::Each;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string MakeTempDir() {
   std::string pattern = ::testing::TempDir() + "/controller_run_XXXXXX";
@@ -610,6 +611,24 @@ TEST_F(FakeRunTest, AStragglerIsResampledOrItsGroupDropped) {
       EXPECT_EQ(audit->dropped, 4);
     }
   }
+}
+
+TEST_F(FakeRunTest, AnOperatorCheckpointIsSavedAfterTheCurrentStep) {
+  FakeCluster cluster(1);
+  RunControl control;
+  // rlctl checkpoint while step 2 trains.
+  cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() == 2) ASSERT_TRUE(control.RequestCheckpoint().ok());
+  });
+  RunConfig config = SmallConfig(dir_);
+  config.rl_skip_uniform_groups = false;
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  ASSERT_TRUE(run.Run().ok());
+  EXPECT_THAT(out_.str(), HasSubstr("checkpoint after step 2 (version 4) written to " + dir_ +
+                                    "/fake_run/checkpoints/version-000000004"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("checkpoint after step 1")));
+  ASSERT_TRUE(cluster.learner.RestartFromLastCheckpoint());
+  EXPECT_EQ(cluster.learner.version(), 4);
 }
 
 TEST_F(FakeRunTest, AnUnavailableVerifierIsRetriedWithBackoff) {
