@@ -583,7 +583,8 @@ TEST_F(FakeRunTest, AStragglerIsResampledOrItsGroupDropped) {
       if (b.step() == 1) cluster.rollouts[0]->StraggleNextGenerate();
     });
     RunConfig config = SmallConfig(dir_);
-    config.rl_group_deadline_ms = 300;
+    // Far above what a fake group takes, even on a loaded machine.
+    config.rl_group_deadline_ms = 1500;
     config.rl_straggler_policy = policy;
     RunControl control;
     TrainingRun run(config, AddressesOf(cluster), &control, Options());
