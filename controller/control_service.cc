@@ -1,5 +1,6 @@
 #include "controller/control_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
 
@@ -47,6 +48,18 @@ grpc::Status ControlServiceImpl::GetConfig(grpc::ServerContext*, const v1::GetCo
                                            v1::RunConfigText* response) {
   response->set_yaml(control_->ConfigYaml());
   return grpc::Status::OK;
+}
+
+grpc::Status ControlServiceImpl::RegisterWorker(grpc::ServerContext*,
+                                                const v1::RegisterWorkerRequest* request,
+                                                v1::RunStatus* response) {
+  if (request->role() != "rollout") {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "RegisterWorker: role '", request->role(),
+        "' cannot join a running job; only rollout workers can")));
+  }
+  RLPOST_LOG(INFO) << "control: rollout worker " << request->address() << " registers";
+  return Reply(control_->RegisterRollout(request->address()), response);
 }
 
 }  // namespace rlpost

@@ -27,6 +27,9 @@ class ControlServiceImpl final : public v1::ControlService::Service {
                           v1::RunStatus* response) override;
   grpc::Status GetConfig(grpc::ServerContext* context, const v1::GetConfigRequest* request,
                          v1::RunConfigText* response) override;
+  grpc::Status RegisterWorker(grpc::ServerContext* context,
+                              const v1::RegisterWorkerRequest* request,
+                              v1::RunStatus* response) override;
 
  private:
   RunControl* control_;

@@ -233,6 +233,29 @@ int PeerClients::live_rollout_count() const {
   return n;
 }
 
+absl::StatusOr<int> PeerClients::AddRollout(const std::string& address) {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  for (size_t i = 0; i < rollouts_.size(); ++i) {
+    if (rollouts_[i].address != address) continue;
+    if (!rollouts_[i].lost) {
+      return absl::AlreadyExistsError(absl::StrCat("rollout ", address, " is already serving"));
+    }
+    rollouts_[i].lost = false;  // back after being lost
+    return static_cast<int>(i);
+  }
+  Rollout r;
+  r.address = address;
+  r.stub = v1::RolloutService::NewStub(MakeChannel(address));
+  rollouts_.push_back(std::move(r));
+  return static_cast<int>(rollouts_.size()) - 1;
+}
+
+absl::Status PeerClients::PushWeightsToWorker(int index, const WeightSet& weights) {
+  absl::Status s = PushWeightsTo(rollouts_[static_cast<size_t>(index)], weights);
+  if (!s.ok()) MarkLost(static_cast<size_t>(index), s);
+  return s;
+}
+
 absl::Status PeerClients::PushWeights(const WeightSet& weights) {
   std::vector<absl::Status> results(rollouts_.size());
   std::vector<std::thread> threads;

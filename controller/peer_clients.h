@@ -107,6 +107,14 @@ class PeerClients {
   absl::StatusOr<std::vector<std::vector<v1::Completion>>> GenerateAll(
       const std::vector<v1::GenerateRequest>& requests, int per_worker);
 
+  // Adds a rollout worker at `address` (or takes a lost one at that address
+  // back) and returns its index. Not while a GenerateGroups/PushWeights call
+  // runs (the run loop calls it between steps). A worker that is live
+  // already: ALREADY_EXISTS.
+  absl::StatusOr<int> AddRollout(const std::string& address);
+  // Streams `weights` to worker `index` only; marks it lost on failure.
+  absl::Status PushWeightsToWorker(int index, const WeightSet& weights);
+
   // Workers marked lost since the last call, as "HOST:PORT: reason".
   std::vector<std::string> TakeNewlyLost();
   int live_rollout_count() const;

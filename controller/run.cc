@@ -138,6 +138,7 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
                          config_.rl_steps));
       break;
     }
+    AdmitJoiningWorkers();
     s = RlStep(step);
     if (!s.ok()) return s;
     const bool asked = control_->TakeCheckpointRequest();  // rlctl checkpoint
@@ -649,10 +650,42 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
   return absl::OkStatus();
 }
 
+void TrainingRun::AdmitJoiningWorkers() {
+  const std::vector<std::string> joining = control_->TakeJoiningRollouts();
+  if (joining.empty()) return;
+  absl::StatusOr<WeightSet> weights =
+      clients_->FetchWeights(config_.learner_publish_dtype == "bfloat16");
+  for (const std::string& address : joining) {
+    absl::StatusOr<int> index = clients_->AddRollout(address);
+    absl::Status s = index.ok() ? (weights.ok() ? clients_->PushWeightsToWorker(*index, *weights)
+                                                : weights.status())
+                                : index.status();
+    if (!s.ok()) {
+      clients_->TakeNewlyLost();  // reported here, with the reason
+      Print(absl::StrCat("rollout worker ", address, " could not join: ", s.message()));
+      continue;
+    }
+    v1::WorkerStatus w;
+    w.set_address(address);
+    w.set_role("rollout");
+    w.set_weight_version(version_);
+    w.set_healthy(true);
+    control_->AddWorker(w);
+    Print(absl::StrCat("rollout worker joined: ", address, " (weight version ", version_,
+                       "); ", clients_->live_rollout_count(), " serving"));
+  }
+}
+
 int64_t TrainingRun::ReportLostWorkers() {
   const std::vector<std::string> lost = clients_->TakeNewlyLost();
   for (const std::string& worker : lost) {
     RLPOST_LOG(WARNING) << "rollout worker lost: " << worker;
+    v1::WorkerStatus w;
+    w.set_address(worker.substr(0, worker.find(": ")));
+    w.set_role("rollout");
+    w.set_weight_version(version_);
+    w.set_healthy(false);
+    control_->AddWorker(w);
     Print(absl::StrCat("rollout worker lost: ", worker, "; its requests went to the other ",
                        clients_->live_rollout_count(), " worker(s)"));
   }

@@ -157,6 +157,39 @@ bool RunControl::TakeCheckpointRequest() {
   return requested;
 }
 
+void RunControl::AddWorker(const v1::WorkerStatus& worker) {
+  absl::MutexLock lock(&mu_);
+  for (v1::WorkerStatus& w : *status_.mutable_workers()) {
+    if (w.address() == worker.address() && w.role() == worker.role()) {
+      w = worker;
+      return;
+    }
+  }
+  *status_.add_workers() = worker;
+}
+
+absl::StatusOr<v1::RunStatus> RunControl::RegisterRollout(const std::string& address) {
+  if (address.empty()) return absl::InvalidArgumentError("RegisterWorker needs an address");
+  absl::MutexLock lock(&mu_);
+  absl::Status s = CheckActive("register a worker");
+  if (!s.ok()) return s;
+  joining_.push_back(address);
+  return StatusLocked();
+}
+
+std::vector<std::string> RunControl::TakeJoiningRollouts() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  out.swap(joining_);
+  return out;
+}
+
+bool RunControl::WaitForJoining(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto queued = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !joining_.empty(); };
+  return mu_.AwaitWithTimeout(absl::Condition(&queued), timeout);
+}
+
 void RunControl::SetConfigYaml(std::string yaml) {
   absl::MutexLock lock(&mu_);
   config_yaml_ = std::move(yaml);

@@ -34,6 +34,8 @@ class RunControl {
   // A short description of what the run does now ("sft 12/60").
   void SetActivity(const std::string& text);
   void SetWorkers(const std::vector<v1::WorkerStatus>& workers);
+  // Adds `worker`, or replaces the entry with its address.
+  void AddWorker(const v1::WorkerStatus& worker);
   // Every rollout worker and the learner now hold `version`.
   void SetWeightVersion(int64_t version);
   void RecordStep(int64_t step, double reward_mean, double accuracy);
@@ -58,6 +60,13 @@ class RunControl {
   // Asks for a checkpoint after the current step (the loop takes it with
   // TakeCheckpointRequest).
   absl::StatusOr<v1::RunStatus> RequestCheckpoint();
+  // Queues a rollout worker to join before the next RL step.
+  absl::StatusOr<v1::RunStatus> RegisterRollout(const std::string& address);
+  // The addresses queued since the last call (the run loop takes them).
+  std::vector<std::string> TakeJoiningRollouts();
+  // Blocks until a worker is queued to join or `timeout` passes; returns
+  // whether one is. For tests and tools.
+  bool WaitForJoining(absl::Duration timeout) const;
   // The run's resolved config as YAML (empty before the host sets it).
   void SetConfigYaml(std::string yaml);
   std::string ConfigYaml() const;
@@ -88,6 +97,7 @@ class RunControl {
   bool aborted_ ABSL_GUARDED_BY(mu_) = false;
   bool parked_ ABSL_GUARDED_BY(mu_) = false;
   bool checkpoint_requested_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> joining_ ABSL_GUARDED_BY(mu_);
   std::string config_yaml_ ABSL_GUARDED_BY(mu_);
 };
 

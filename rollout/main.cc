@@ -4,27 +4,38 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/retry.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
 #include "common/run_config.h"
 #include "model/char_tokenizer.h"
 #include "rollout/engine.h"
 #include "rollout/rollout_service.h"
+#include "rlpost/v1/control.grpc.pb.h"
 
 int main(int argc, char** argv) {
   using namespace rlpost;
   InstallShutdownSignals();
   SetLogRole("rollout");
-  std::string listen, port_file, config_path, help;
+  std::string listen, port_file, config_path, controller, advertise, help;
   std::vector<FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve on (port 0 picks a free port)"},
       {"port-file", &port_file, "write the bound port to this file"},
+      {"controller", &controller,
+       "HOST:PORT of a running controller to join: it sends the current weights, then "
+       "requests (needs --advertise)"},
+      {"advertise", &advertise, "HOST:PORT the controller reaches this worker at"},
       {"config", &config_path, "run config YAML (model shape, threads); key=value overrides follow"},
       {"help", &help, "show this help"},
   };
   std::vector<std::string> overrides;
   absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  if (s.ok() && !controller.empty() && advertise.empty()) {
+    s = absl::InvalidArgumentError("--controller needs --advertise HOST:PORT (this worker's "
+                                   "address as the controller reaches it)");
+  }
   if (!s.ok() || listen.empty()) {
     std::cerr << "rlpost-rollout: " << (s.ok() ? "--listen is required" : s.message()) << "\n"
               << FlagUsage("rlpost-rollout", flags);
@@ -58,6 +69,32 @@ int main(int argc, char** argv) {
   }
   RLPOST_LOG(INFO) << "serving " << (*engine)->Describe() << " at weight version "
                    << (*engine)->weight_version() << ", drafter " << config->rollout_drafter;
+  if (!controller.empty()) {
+    // Join a running job: the controller pushes the current weights before
+    // its next step, then sends requests.
+    RetryPolicy policy;
+    policy.max_attempts = static_cast<int>(config->connect_retries);
+    policy.initial_backoff = std::chrono::milliseconds(config->connect_backoff_ms);
+    auto stub = v1::ControlService::NewStub(MakeChannel(controller));
+    absl::Status joined = RetryWithBackoff(
+        [&]() -> absl::Status {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+          v1::RegisterWorkerRequest request;
+          request.set_address(advertise);
+          request.set_role("rollout");
+          v1::RunStatus status;
+          return FromGrpcStatus(stub->RegisterWorker(&ctx, request, &status),
+                                absl::StrCat("controller ", controller, " RegisterWorker"));
+        },
+        policy, absl::StrCat("controller ", controller));
+    if (!joined.ok()) {
+      std::cerr << "rlpost-rollout: cannot join: " << joined.message() << "\n";
+      (*host)->Shutdown();
+      return 1;
+    }
+    RLPOST_LOG(INFO) << "registered with controller " << controller << " as " << advertise;
+  }
   WaitForShutdown();
   (*host)->Shutdown();
   return 0;

@@ -614,6 +614,40 @@ TEST_F(FakeRunTest, AStragglerIsResampledOrItsGroupDropped) {
   }
 }
 
+TEST_F(FakeRunTest, AWorkerThatRegistersMidRunGetsTheWeightsThenServes) {
+  FakeCluster cluster(2);
+  PeerAddresses peers = AddressesOf(cluster);
+  const std::string joiner = peers.rollouts[1];
+  peers.rollouts.resize(1);  // the run starts with worker 0 only
+  RunControl control;
+  EXPECT_EQ(control.RegisterRollout(joiner).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // no run yet
+  cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() == 1) ASSERT_TRUE(control.RegisterRollout(joiner).ok());
+  });
+  RunConfig config = SmallConfig(dir_);
+  config.rl_skip_uniform_groups = false;
+  TrainingRun run(config, peers, &control, Options());
+  ASSERT_TRUE(run.Run().ok());
+  // Joined before step 2 with version 3 (2 SFT steps + step 1), then served.
+  EXPECT_THAT(out_.str(), HasSubstr("rollout worker joined: " + joiner +
+                                    " (weight version 3); 2 serving"));
+  ASSERT_FALSE(cluster.rollouts[1]->received_versions().empty()) << out_.str();
+  EXPECT_EQ(cluster.rollouts[1]->received_versions().front(), 3);
+  EXPECT_GT(cluster.rollouts[1]->generate_calls(), 0);
+  EXPECT_EQ(cluster.rollouts[1]->version(), cluster.learner.version());
+  bool listed = false;
+  const v1::RunStatus status = control.Status();
+  for (const v1::WorkerStatus& w : status.workers()) {
+    listed |= w.address() == joiner && w.role() == "rollout" && w.healthy();
+  }
+  EXPECT_TRUE(listed);
+  EXPECT_EQ(control.RegisterRollout("").status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok());
+  EXPECT_TRUE(audit->ok());
+}
+
 TEST_F(FakeRunTest, AnOperatorCheckpointIsSavedAfterTheCurrentStep) {
   FakeCluster cluster(1);
   RunControl control;
