@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/generate_command.h"
 #include "cli/verify_command.h"
+#include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "rlpost/v1/control.grpc.pb.h"
 
@@ -55,6 +56,8 @@ std::string RlctlUsage() {
          "flags:\n"
          "  --addr HOST:PORT    controller address (default: $RLCTL_ADDR)\n"
          "  --timeout SECONDS   deadline of the call (default 10)\n"
+         "  --token-file FILE   bearer token for a controller started with --token-file\n"
+         "                      (pause, resume, stop, checkpoint need it there)\n"
          "  -o table|json       output of status, pause, resume, stop, checkpoint: a\n"
          "                      table (default) or the RunStatus message as JSON\n"
          "\n"
@@ -113,6 +116,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   std::string addr = env_addr;
   std::string timeout_text = "10";
   std::string output = "table";
+  std::string token_file;
   std::vector<std::string> commands;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -145,7 +149,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
         name = name.substr(0, eq);
         has_value = true;
       }
-      if (name != "addr" && name != "timeout") {
+      if (name != "addr" && name != "timeout" && name != "token-file") {
         err << "rlctl: unknown flag '--" << name << "'\n" << RlctlUsage();
         return kRlctlUsage;
       }
@@ -156,7 +160,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
         }
         value = args[++i];
       }
-      (name == "addr" ? addr : timeout_text) = value;
+      (name == "addr" ? addr : name == "timeout" ? timeout_text : token_file) = value;
       continue;
     }
     commands.push_back(arg);
@@ -184,8 +188,18 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
     return kRlctlUsage;
   }
 
+  std::string token;
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> t = ReadTokenFile(token_file);
+    if (!t.ok()) {
+      err << "rlctl: " << t.status().message() << "\n";
+      return kRlctlUsage;
+    }
+    token = *t;
+  }
   std::unique_ptr<v1::ControlService::Stub> stub = v1::ControlService::NewStub(MakeChannel(addr));
   grpc::ClientContext context;
+  AttachBearerToken(&context, token);
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
   v1::RunStatus status;

@@ -1,6 +1,7 @@
 #include "controller/control_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
 
@@ -20,26 +21,40 @@ grpc::Status ControlServiceImpl::GetStatus(grpc::ServerContext*, const v1::GetSt
   return grpc::Status::OK;
 }
 
-grpc::Status ControlServiceImpl::Pause(grpc::ServerContext*, const v1::PauseRequest*,
+grpc::Status ControlServiceImpl::Authorize(const grpc::ServerContext& context,
+                                           const char* action) const {
+  if (HasBearerToken(context, token_)) return grpc::Status::OK;
+  RLPOST_LOG(WARNING) << "control: " << action << " refused: no valid bearer token";
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      absl::StrCat(action, " needs this controller's bearer token (rlctl "
+                                           "--token-file FILE); nothing was changed"));
+}
+
+grpc::Status ControlServiceImpl::Pause(grpc::ServerContext* context, const v1::PauseRequest*,
                                        v1::RunStatus* response) {
+  if (grpc::Status a = Authorize(*context, "pause"); !a.ok()) return a;
   RLPOST_LOG(INFO) << "control: pause requested";
   return Reply(control_->Pause(), response);
 }
 
-grpc::Status ControlServiceImpl::Resume(grpc::ServerContext*, const v1::ResumeRequest*,
+grpc::Status ControlServiceImpl::Resume(grpc::ServerContext* context, const v1::ResumeRequest*,
                                         v1::RunStatus* response) {
+  if (grpc::Status a = Authorize(*context, "resume"); !a.ok()) return a;
   RLPOST_LOG(INFO) << "control: resume requested";
   return Reply(control_->Resume(), response);
 }
 
-grpc::Status ControlServiceImpl::Stop(grpc::ServerContext*, const v1::StopRequest*,
+grpc::Status ControlServiceImpl::Stop(grpc::ServerContext* context, const v1::StopRequest*,
                                       v1::RunStatus* response) {
+  if (grpc::Status a = Authorize(*context, "stop"); !a.ok()) return a;
   RLPOST_LOG(INFO) << "control: stop requested";
   return Reply(control_->Stop(), response);
 }
 
-grpc::Status ControlServiceImpl::Checkpoint(grpc::ServerContext*, const v1::CheckpointRequest*,
+grpc::Status ControlServiceImpl::Checkpoint(grpc::ServerContext* context,
+                                            const v1::CheckpointRequest*,
                                             v1::RunStatus* response) {
+  if (grpc::Status a = Authorize(*context, "checkpoint"); !a.ok()) return a;
   RLPOST_LOG(INFO) << "control: checkpoint requested";
   return Reply(control_->RequestCheckpoint(), response);
 }
@@ -50,9 +65,10 @@ grpc::Status ControlServiceImpl::GetConfig(grpc::ServerContext*, const v1::GetCo
   return grpc::Status::OK;
 }
 
-grpc::Status ControlServiceImpl::RegisterWorker(grpc::ServerContext*,
+grpc::Status ControlServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                 const v1::RegisterWorkerRequest* request,
                                                 v1::RunStatus* response) {
+  if (grpc::Status a = Authorize(*context, "RegisterWorker"); !a.ok()) return a;
   if (request->role() != "rollout") {
     return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
         "RegisterWorker: role '", request->role(),

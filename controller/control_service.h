@@ -7,13 +7,20 @@
 #include <grpcpp/grpcpp.h>
 
 #include "controller/run_control.h"
+#include <string>
+#include <utility>
+
 #include "rlpost/v1/control.grpc.pb.h"
 
 namespace rlpost {
 
 class ControlServiceImpl final : public v1::ControlService::Service {
  public:
-  explicit ControlServiceImpl(RunControl* control) : control_(control) {}
+  // With a non-empty `token`, mutating calls (Pause, Resume, Stop,
+  // Checkpoint, RegisterWorker) need it as a bearer token: UNAUTHENTICATED,
+  // nothing changed, otherwise. GetStatus and GetConfig stay open.
+  explicit ControlServiceImpl(RunControl* control, std::string token = "")
+      : control_(control), token_(std::move(token)) {}
 
   grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
                          v1::RunStatus* response) override;
@@ -32,7 +39,10 @@ class ControlServiceImpl final : public v1::ControlService::Service {
                               v1::RunStatus* response) override;
 
  private:
+  grpc::Status Authorize(const grpc::ServerContext& context, const char* action) const;
+
   RunControl* control_;
+  std::string token_;
 };
 
 }  // namespace rlpost

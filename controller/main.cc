@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_split.h"
+#include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
 #include "common/run_config.h"
@@ -28,7 +29,7 @@ constexpr int kExitSignal = 143;
 int Main(int argc, char** argv) {
   InstallShutdownSignals();
   SetLogRole("controller");
-  std::string listen, port_file, config_path, rollout, verifier, learner;
+  std::string listen, port_file, config_path, rollout, verifier, learner, token_file;
   const std::vector<FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve the control API on (port 0: any free port)"},
       {"port-file", &port_file, "write the chosen port to this file"},
@@ -36,6 +37,9 @@ int Main(int argc, char** argv) {
       {"rollout", &rollout, "comma-separated HOST:PORT of the rollout workers"},
       {"verifier", &verifier, "HOST:PORT of the verifier"},
       {"learner", &learner, "HOST:PORT of learner rank 0"},
+      {"token-file", &token_file,
+       "file holding a bearer token that pause, resume, stop, checkpoint and worker "
+       "registration must carry"},
   };
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
@@ -74,13 +78,22 @@ int Main(int argc, char** argv) {
     peers.learner = learner;
   }
 
+  std::string token;
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> t = ReadTokenFile(token_file);
+    if (!t.ok()) {
+      std::cerr << "rlpost-controller: " << t.status().message() << "\n";
+      return kExitUsage;
+    }
+    token = *t;
+  }
   RunControl control;
   {
     // The resolved config for `rlctl config show` (every key, defaults too).
     absl::StatusOr<Config> raw = Config::Load(RunConfigSchema(), config_path, overrides);
     if (raw.ok()) control.SetConfigYaml(raw->ToYaml());
   }
-  ControlServiceImpl service(&control);
+  ControlServiceImpl service(&control, token);
   absl::StatusOr<std::unique_ptr<ServerHost>> host =
       ServerHost::Start(listen, {&service}, port_file, "controller");
   if (!host.ok()) {

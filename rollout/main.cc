@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/retry.h"
+#include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
 #include "common/run_config.h"
@@ -19,7 +20,7 @@ int main(int argc, char** argv) {
   using namespace rlpost;
   InstallShutdownSignals();
   SetLogRole("rollout");
-  std::string listen, port_file, config_path, controller, advertise, help;
+  std::string listen, port_file, config_path, controller, advertise, token_file, help;
   std::vector<FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve on (port 0 picks a free port)"},
       {"port-file", &port_file, "write the bound port to this file"},
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
        "HOST:PORT of a running controller to join: it sends the current weights, then "
        "requests (needs --advertise)"},
       {"advertise", &advertise, "HOST:PORT the controller reaches this worker at"},
+      {"token-file", &token_file, "the controller's bearer token, when it has one"},
       {"config", &config_path, "run config YAML (model shape, threads); key=value overrides follow"},
       {"help", &help, "show this help"},
   };
@@ -69,6 +71,16 @@ int main(int argc, char** argv) {
   }
   RLPOST_LOG(INFO) << "serving " << (*engine)->Describe() << " at weight version "
                    << (*engine)->weight_version() << ", drafter " << config->rollout_drafter;
+  std::string token;
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> t = ReadTokenFile(token_file);
+    if (!t.ok()) {
+      std::cerr << "rlpost-rollout: " << t.status().message() << "\n";
+      (*host)->Shutdown();
+      return 2;
+    }
+    token = *t;
+  }
   if (!controller.empty()) {
     // Join a running job: the controller pushes the current weights before
     // its next step, then sends requests.
@@ -80,6 +92,7 @@ int main(int argc, char** argv) {
         [&]() -> absl::Status {
           grpc::ClientContext ctx;
           ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+          AttachBearerToken(&ctx, token);
           v1::RegisterWorkerRequest request;
           request.set_address(advertise);
           request.set_role("rollout");

@@ -8,6 +8,7 @@
 #include "common/subprocess.h"
 #include <unistd.h>
 
+#include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -143,6 +144,45 @@ TEST_F(RlctlTest, CheckpointConfigShowAndJsonOutput) {
   r = Rlctl({"--addr", addr_, "-o", "yaml", "status"});
   EXPECT_EQ(r.code, kRlctlUsage);
   EXPECT_THAT(r.err, HasSubstr("-o must be table or json, got 'yaml'"));
+}
+
+TEST(RlctlTokenTest, MutatingCallsNeedTheBearerTokenAndChangeNothingWithout) {
+  RunControl control;
+  ControlServiceImpl service(&control, "s3cret-token");
+  auto host = ServerHost::Start("127.0.0.1:0", {&service}, "", "test controller");
+  ASSERT_TRUE(host.ok()) << host.status();
+  const std::string addr = (*host)->address();
+  control.BeginRun("demo", 10);
+  control.BeginSteps();
+  const std::string good = ::testing::TempDir() + "/token_good";
+  const std::string bad = ::testing::TempDir() + "/token_bad";
+  std::ofstream(good) << "s3cret-token\n";
+  std::ofstream(bad) << "guess\n";
+  auto rlctl = [&](const std::vector<std::string>& args) {
+    std::ostringstream out, err;
+    const int code = RunRlctl(args, addr, out, err);
+    return Result{code, out.str(), err.str()};
+  };
+  for (const char* command : {"pause", "stop", "checkpoint"}) {
+    for (const std::vector<std::string>& extra :
+         {std::vector<std::string>{}, std::vector<std::string>{"--token-file", bad}}) {
+      std::vector<std::string> args = extra;
+      args.push_back(command);
+      Result r = rlctl(args);
+      EXPECT_EQ(r.code, kRlctlRpcError) << command;
+      EXPECT_THAT(r.err, HasSubstr("needs this controller's bearer token"));
+    }
+  }
+  EXPECT_EQ(control.Status().state(), v1::RUN_STATE_RUNNING);  // nothing changed
+  EXPECT_FALSE(control.TakeCheckpointRequest());
+  EXPECT_EQ(rlctl({"status"}).code, kRlctlOk);  // reading stays open
+  Result r = rlctl({"--token-file", good, "pause"});
+  EXPECT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_EQ(control.Status().state(), v1::RUN_STATE_PAUSED);
+  r = rlctl({"--token-file", ::testing::TempDir() + "/no_such_token", "pause"});
+  EXPECT_EQ(r.code, kRlctlUsage);
+  EXPECT_THAT(r.err, HasSubstr("cannot read token file"));
+  (*host)->Shutdown();
 }
 
 TEST_F(RlctlTest, AddressFromTheEnvironment) {
