@@ -49,6 +49,8 @@ std::string RlctlUsage() {
          "  checkpoint  save a checkpoint (learner state, data cursor) after the current\n"
          "           step into runs/<name>/checkpoints; `run.resume=true` restarts from it\n"
          "  config show  the run's resolved config as YAML (every key)\n"
+         "  workers list       the run's workers: role, address, version, health\n"
+         "  workers drain ADDR take a rollout worker out of service before the next step\n"
          "  verify   judge a JSONL file with an rlpost-verifier (rlctl verify --help)\n"
          "  generate sample completions of a prompt from an rlpost-rollout worker\n"
          "           (rlctl generate --help)\n"
@@ -91,12 +93,17 @@ std::string FormatRunStatus(const v1::RunStatus& s) {
   }
   if (!s.message().empty()) absl::StrAppend(&out, "message    ", s.message(), "\n");
   if (s.workers_size() > 0) {
-    absl::StrAppend(&out, "workers    ", s.workers_size(), "\n");
-    for (const v1::WorkerStatus& w : s.workers()) {
-      absl::StrAppend(&out, absl::StrFormat("  %-9s %-22s v%-6d %s\n", w.role(), w.address(),
-                                            w.weight_version(),
-                                            w.healthy() ? "healthy" : "unhealthy"));
-    }
+    absl::StrAppend(&out, "workers    ", s.workers_size(), "\n", FormatWorkers(s));
+  }
+  return out;
+}
+
+std::string FormatWorkers(const v1::RunStatus& s) {
+  std::string out;
+  for (const v1::WorkerStatus& w : s.workers()) {
+    absl::StrAppend(&out, absl::StrFormat("  %-9s %-22s v%-6d %s\n", w.role(), w.address(),
+                                          w.weight_version(),
+                                          w.healthy() ? "healthy" : "unhealthy"));
   }
   return out;
 }
@@ -166,15 +173,23 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
     commands.push_back(arg);
   }
   const bool config_show = commands.size() == 2 && commands[0] == "config" && commands[1] == "show";
-  if (!config_show && (commands.size() != 1 || commands[0] == "config")) {
-    err << "rlctl: expected one command (status, pause, resume, stop, checkpoint or "
-           "config show)\n"
+  const bool workers_list = commands.size() == 2 && commands[0] == "workers" && commands[1] == "list";
+  const bool workers_drain =
+      commands.size() == 3 && commands[0] == "workers" && commands[1] == "drain";
+  if (!config_show && !workers_list && !workers_drain &&
+      (commands.size() != 1 || commands[0] == "config" || commands[0] == "workers")) {
+    err << "rlctl: expected one command (status, pause, resume, stop, checkpoint, config show, "
+           "workers list or workers drain ADDR)\n"
         << RlctlUsage();
     return kRlctlUsage;
   }
-  const std::string command = config_show ? "config" : commands[0];
+  const std::string command = config_show    ? "config"
+                              : workers_list  ? "workers-list"
+                              : workers_drain ? "workers-drain"
+                                              : commands[0];
   if (command != "status" && command != "pause" && command != "resume" && command != "stop" &&
-      command != "checkpoint" && command != "config") {
+      command != "checkpoint" && command != "config" && command != "workers-list" &&
+      command != "workers-drain") {
     err << "rlctl: unknown command '" << command << "'\n" << RlctlUsage();
     return kRlctlUsage;
   }
@@ -209,6 +224,12 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
     rpc = stub->GetConfig(&context, v1::GetConfigRequest(), &config);
   } else if (command == "checkpoint") {
     rpc = stub->Checkpoint(&context, v1::CheckpointRequest(), &status);
+  } else if (command == "workers-list") {
+    rpc = stub->GetStatus(&context, v1::GetStatusRequest(), &status);
+  } else if (command == "workers-drain") {
+    v1::DrainWorkerRequest request;
+    request.set_address(commands[2]);
+    rpc = stub->DrainWorker(&context, request, &status);
   } else if (command == "status") {
     rpc = stub->GetStatus(&context, v1::GetStatusRequest(), &status);
   } else if (command == "pause") {
@@ -239,6 +260,11 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
     if (json.empty() || json.back() != '\n') out << "\n";
   } else if (command == "status") {
     out << FormatRunStatus(status);
+  } else if (command == "workers-list") {
+    out << FormatWorkers(status);
+  } else if (command == "workers-drain") {
+    out << "drain: " << commands[2] << " leaves before the next step of run '"
+        << status.run_name() << "'\n";
   } else {
     out << absl::StrFormat("%s: run '%s' is %s at step %d/%d (%s)\n", command, status.run_name(),
                            RunStateName(status.state()), status.step(), status.total_steps(),

@@ -25,6 +25,8 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
 
 // The multi-line human-readable form of a RunStatus that `rlctl status` prints.
 std::string FormatRunStatus(const v1::RunStatus& status);
+// One line per worker: role, address, weight version, health.
+std::string FormatWorkers(const v1::RunStatus& status);
 
 // "RUNNING" for RUN_STATE_RUNNING, and so on.
 std::string RunStateName(v1::RunState state);

@@ -78,4 +78,12 @@ grpc::Status ControlServiceImpl::RegisterWorker(grpc::ServerContext* context,
   return Reply(control_->RegisterRollout(request->address()), response);
 }
 
+grpc::Status ControlServiceImpl::DrainWorker(grpc::ServerContext* context,
+                                             const v1::DrainWorkerRequest* request,
+                                             v1::RunStatus* response) {
+  if (grpc::Status a = Authorize(*context, "drain"); !a.ok()) return a;
+  RLPOST_LOG(INFO) << "control: drain of " << request->address() << " requested";
+  return Reply(control_->DrainRollout(request->address()), response);
+}
+
 }  // namespace rlpost

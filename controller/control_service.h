@@ -17,7 +17,7 @@ namespace rlpost {
 class ControlServiceImpl final : public v1::ControlService::Service {
  public:
   // With a non-empty `token`, mutating calls (Pause, Resume, Stop,
-  // Checkpoint, RegisterWorker) need it as a bearer token: UNAUTHENTICATED,
+  // Checkpoint, RegisterWorker, DrainWorker) need it as a bearer token: UNAUTHENTICATED,
   // nothing changed, otherwise. GetStatus and GetConfig stay open.
   explicit ControlServiceImpl(RunControl* control, std::string token = "")
       : control_(control), token_(std::move(token)) {}
@@ -37,6 +37,8 @@ class ControlServiceImpl final : public v1::ControlService::Service {
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const v1::RegisterWorkerRequest* request,
                               v1::RunStatus* response) override;
+  grpc::Status DrainWorker(grpc::ServerContext* context, const v1::DrainWorkerRequest* request,
+                           v1::RunStatus* response) override;
 
  private:
   grpc::Status Authorize(const grpc::ServerContext& context, const char* action) const;

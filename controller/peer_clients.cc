@@ -250,6 +250,26 @@ absl::StatusOr<int> PeerClients::AddRollout(const std::string& address) {
   return static_cast<int>(rollouts_.size()) - 1;
 }
 
+absl::Status PeerClients::DrainRollout(const std::string& address) {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  int live = 0;
+  Rollout* target = nullptr;
+  for (Rollout& r : rollouts_) {
+    if (r.lost) continue;
+    ++live;
+    if (r.address == address) target = &r;
+  }
+  if (target == nullptr) {
+    return absl::NotFoundError(absl::StrCat("rollout ", address, " is not serving"));
+  }
+  if (live == 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rollout ", address, " is the last serving worker"));
+  }
+  target->lost = true;
+  return absl::OkStatus();
+}
+
 absl::Status PeerClients::PushWeightsToWorker(int index, const WeightSet& weights) {
   absl::Status s = PushWeightsTo(rollouts_[static_cast<size_t>(index)], weights);
   if (!s.ok()) MarkLost(static_cast<size_t>(index), s);

@@ -112,6 +112,10 @@ class PeerClients {
   // runs (the run loop calls it between steps). A worker that is live
   // already: ALREADY_EXISTS.
   absl::StatusOr<int> AddRollout(const std::string& address);
+  // Takes the live worker at `address` out of service (as if lost, without
+  // a failure). NOT_FOUND for an address that is not serving;
+  // FAILED_PRECONDITION when it is the last one.
+  absl::Status DrainRollout(const std::string& address);
   // Streams `weights` to worker `index` only; marks it lost on failure.
   absl::Status PushWeightsToWorker(int index, const WeightSet& weights);
 

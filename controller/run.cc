@@ -651,6 +651,21 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
 }
 
 void TrainingRun::AdmitJoiningWorkers() {
+  for (const std::string& address : control_->TakeDrainingRollouts()) {
+    absl::Status s = clients_->DrainRollout(address);
+    if (!s.ok()) {
+      Print(absl::StrCat("rollout worker ", address, " not drained: ", s.message()));
+      continue;
+    }
+    v1::WorkerStatus w;
+    w.set_address(address);
+    w.set_role("rollout");
+    w.set_weight_version(version_);
+    w.set_healthy(false);
+    control_->AddWorker(w);
+    Print(absl::StrCat("rollout worker drained: ", address, "; ",
+                       clients_->live_rollout_count(), " serving"));
+  }
   const std::vector<std::string> joining = control_->TakeJoiningRollouts();
   if (joining.empty()) return;
   absl::StatusOr<WeightSet> weights =

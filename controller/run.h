@@ -103,8 +103,9 @@ class TrainingRun {
   // run.resume: restores the controller's state from the checkpoint the
   // learner resumed from; returns the held-out accuracy before RL.
   absl::StatusOr<double> ResumeFromLearner();
-  // Rollout workers registered through the control API join: the current
-  // weights first, then requests from the next step on.
+  // Membership changes asked for through the control API, applied between
+  // steps: drained rollout workers leave; registered ones join (the current
+  // weights first, then requests from the next step on).
   void AdmitJoiningWorkers();
   // Prints the rollout workers lost since the last call; returns how many.
   int64_t ReportLostWorkers();

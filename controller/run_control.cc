@@ -184,6 +184,22 @@ std::vector<std::string> RunControl::TakeJoiningRollouts() {
   return out;
 }
 
+absl::StatusOr<v1::RunStatus> RunControl::DrainRollout(const std::string& address) {
+  if (address.empty()) return absl::InvalidArgumentError("DrainWorker needs an address");
+  absl::MutexLock lock(&mu_);
+  absl::Status s = CheckActive("drain a worker");
+  if (!s.ok()) return s;
+  draining_.push_back(address);
+  return StatusLocked();
+}
+
+std::vector<std::string> RunControl::TakeDrainingRollouts() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  out.swap(draining_);
+  return out;
+}
+
 bool RunControl::WaitForJoining(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
   auto queued = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !joining_.empty(); };

@@ -64,6 +64,9 @@ class RunControl {
   absl::StatusOr<v1::RunStatus> RegisterRollout(const std::string& address);
   // The addresses queued since the last call (the run loop takes them).
   std::vector<std::string> TakeJoiningRollouts();
+  // Queues a rollout worker to be drained before the next RL step.
+  absl::StatusOr<v1::RunStatus> DrainRollout(const std::string& address);
+  std::vector<std::string> TakeDrainingRollouts();
   // Blocks until a worker is queued to join or `timeout` passes; returns
   // whether one is. For tests and tools.
   bool WaitForJoining(absl::Duration timeout) const;
@@ -98,6 +101,7 @@ class RunControl {
   bool parked_ ABSL_GUARDED_BY(mu_) = false;
   bool checkpoint_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> joining_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> draining_ ABSL_GUARDED_BY(mu_);
   std::string config_yaml_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -141,6 +141,15 @@ TEST_F(RlctlTest, CheckpointConfigShowAndJsonOutput) {
   EXPECT_THAT(r.out, HasSubstr("\"run_name\": \"demo\""));
   EXPECT_THAT(r.out, HasSubstr("\"state\": \"RUN_STATE_RUNNING\""));
   EXPECT_THAT(r.out, HasSubstr("\"weight_version\": \"63\""));
+  r = Rlctl({"--addr", addr_, "workers", "list"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("rollout   127.0.0.1:4001"));
+  EXPECT_THAT(r.out, HasSubstr("learner   127.0.0.1:4003"));
+  r = Rlctl({"--addr", addr_, "workers", "drain", "127.0.0.1:4001"});
+  ASSERT_EQ(r.code, kRlctlOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("drain: 127.0.0.1:4001 leaves before the next step"));
+  EXPECT_EQ(control_.TakeDrainingRollouts(), std::vector<std::string>{"127.0.0.1:4001"});
+  EXPECT_EQ(Rlctl({"--addr", addr_, "workers", "drain"}).code, kRlctlUsage);
   r = Rlctl({"--addr", addr_, "-o", "yaml", "status"});
   EXPECT_EQ(r.code, kRlctlUsage);
   EXPECT_THAT(r.err, HasSubstr("-o must be table or json, got 'yaml'"));

@@ -643,6 +643,43 @@ TEST_F(FakeRunTest, AWorkerThatRegistersMidRunGetsTheWeightsThenServes) {
   }
   EXPECT_TRUE(listed);
   EXPECT_EQ(control.RegisterRollout("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(control.DrainRollout(joiner).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // the run has ended
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok());
+  EXPECT_TRUE(audit->ok());
+}
+
+TEST_F(FakeRunTest, ADrainedWorkerGetsNoMoreWorkAndTheLastOneIsKept) {
+  FakeCluster cluster(2);
+  RunControl control;
+  const std::vector<std::string> addresses = cluster.rollout_addresses();
+  int64_t calls_after_drain = -1;
+  cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() == 1) {
+      ASSERT_TRUE(control.DrainRollout(addresses[1]).ok());
+      ASSERT_TRUE(control.DrainRollout(addresses[0]).ok());  // would leave none: refused
+      ASSERT_TRUE(control.DrainRollout("127.0.0.1:1").ok());  // unknown: refused
+    }
+    if (b.step() == 2) calls_after_drain = cluster.rollouts[1]->generate_calls();
+  });
+  RunConfig config = SmallConfig(dir_);
+  config.rl_skip_uniform_groups = false;
+  const int64_t before = cluster.rollouts[1]->generate_calls();
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  ASSERT_TRUE(run.Run().ok());
+  EXPECT_THAT(out_.str(), HasSubstr("rollout worker drained: " + addresses[1] + "; 1 serving"));
+  EXPECT_THAT(out_.str(), HasSubstr("rollout worker " + addresses[0] +
+                                    " not drained: rollout " + addresses[0] +
+                                    " is the last serving worker"));
+  EXPECT_THAT(out_.str(), HasSubstr("rollout worker 127.0.0.1:1 not drained: rollout "
+                                    "127.0.0.1:1 is not serving"));
+  EXPECT_GT(calls_after_drain, before);
+  // Nothing reached worker 1 after the drain (step 2 on), and its weights
+  // stayed at the version it had.
+  EXPECT_EQ(cluster.rollouts[1]->generate_calls(), calls_after_drain);
+  EXPECT_LT(cluster.rollouts[1]->version(), cluster.learner.version());
+  EXPECT_EQ(cluster.rollouts[0]->version(), cluster.learner.version());
   absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
   ASSERT_TRUE(audit.ok());
   EXPECT_TRUE(audit->ok());
