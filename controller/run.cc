@@ -650,6 +650,19 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
   return absl::OkStatus();
 }
 
+namespace {
+
+v1::WorkerStatus RolloutStatus(const std::string& address, int64_t version, bool healthy) {
+  v1::WorkerStatus w;
+  w.set_address(address);
+  w.set_role("rollout");
+  w.set_weight_version(version);
+  w.set_healthy(healthy);
+  return w;
+}
+
+}  // namespace
+
 void TrainingRun::AdmitJoiningWorkers() {
   for (const std::string& address : control_->TakeDrainingRollouts()) {
     absl::Status s = clients_->DrainRollout(address);
@@ -657,12 +670,7 @@ void TrainingRun::AdmitJoiningWorkers() {
       Print(absl::StrCat("rollout worker ", address, " not drained: ", s.message()));
       continue;
     }
-    v1::WorkerStatus w;
-    w.set_address(address);
-    w.set_role("rollout");
-    w.set_weight_version(version_);
-    w.set_healthy(false);
-    control_->AddWorker(w);
+    control_->AddWorker(RolloutStatus(address, version_, /*healthy=*/false));
     Print(absl::StrCat("rollout worker drained: ", address, "; ",
                        clients_->live_rollout_count(), " serving"));
   }
@@ -680,12 +688,7 @@ void TrainingRun::AdmitJoiningWorkers() {
       Print(absl::StrCat("rollout worker ", address, " could not join: ", s.message()));
       continue;
     }
-    v1::WorkerStatus w;
-    w.set_address(address);
-    w.set_role("rollout");
-    w.set_weight_version(version_);
-    w.set_healthy(true);
-    control_->AddWorker(w);
+    control_->AddWorker(RolloutStatus(address, version_, /*healthy=*/true));
     Print(absl::StrCat("rollout worker joined: ", address, " (weight version ", version_,
                        "); ", clients_->live_rollout_count(), " serving"));
   }
@@ -695,12 +698,8 @@ int64_t TrainingRun::ReportLostWorkers() {
   const std::vector<std::string> lost = clients_->TakeNewlyLost();
   for (const std::string& worker : lost) {
     RLPOST_LOG(WARNING) << "rollout worker lost: " << worker;
-    v1::WorkerStatus w;
-    w.set_address(worker.substr(0, worker.find(": ")));
-    w.set_role("rollout");
-    w.set_weight_version(version_);
-    w.set_healthy(false);
-    control_->AddWorker(w);
+    control_->AddWorker(
+        RolloutStatus(worker.substr(0, worker.find(": ")), version_, /*healthy=*/false));
     Print(absl::StrCat("rollout worker lost: ", worker, "; its requests went to the other ",
                        clients_->live_rollout_count(), " worker(s)"));
   }

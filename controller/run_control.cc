@@ -168,37 +168,35 @@ void RunControl::AddWorker(const v1::WorkerStatus& worker) {
   *status_.add_workers() = worker;
 }
 
-absl::StatusOr<v1::RunStatus> RunControl::RegisterRollout(const std::string& address) {
-  if (address.empty()) return absl::InvalidArgumentError("RegisterWorker needs an address");
+absl::StatusOr<v1::RunStatus> RunControl::QueueRollout(std::vector<std::string>* queue,
+                                                       const std::string& address,
+                                                       const char* rpc, const char* action) {
+  if (address.empty()) return absl::InvalidArgumentError(absl::StrCat(rpc, " needs an address"));
   absl::MutexLock lock(&mu_);
-  absl::Status s = CheckActive("register a worker");
+  absl::Status s = CheckActive(action);
   if (!s.ok()) return s;
-  joining_.push_back(address);
+  queue->push_back(address);
   return StatusLocked();
 }
 
-std::vector<std::string> RunControl::TakeJoiningRollouts() {
+std::vector<std::string> RunControl::TakeQueue(std::vector<std::string>* queue) {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> out;
-  out.swap(joining_);
+  out.swap(*queue);
   return out;
 }
+
+absl::StatusOr<v1::RunStatus> RunControl::RegisterRollout(const std::string& address) {
+  return QueueRollout(&joining_, address, "RegisterWorker", "register a worker");
+}
+
+std::vector<std::string> RunControl::TakeJoiningRollouts() { return TakeQueue(&joining_); }
 
 absl::StatusOr<v1::RunStatus> RunControl::DrainRollout(const std::string& address) {
-  if (address.empty()) return absl::InvalidArgumentError("DrainWorker needs an address");
-  absl::MutexLock lock(&mu_);
-  absl::Status s = CheckActive("drain a worker");
-  if (!s.ok()) return s;
-  draining_.push_back(address);
-  return StatusLocked();
+  return QueueRollout(&draining_, address, "DrainWorker", "drain a worker");
 }
 
-std::vector<std::string> RunControl::TakeDrainingRollouts() {
-  absl::MutexLock lock(&mu_);
-  std::vector<std::string> out;
-  out.swap(draining_);
-  return out;
-}
+std::vector<std::string> RunControl::TakeDrainingRollouts() { return TakeQueue(&draining_); }
 
 bool RunControl::WaitForJoining(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);

@@ -88,6 +88,12 @@ class RunControl {
   bool IsLoaded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsEnded() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::RunStatus StatusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Membership requests (joining_, draining_): queued while a run is active,
+  // taken by the run loop between steps.
+  absl::StatusOr<v1::RunStatus> QueueRollout(std::vector<std::string>* queue,
+                                             const std::string& address, const char* rpc,
+                                             const char* action);
+  std::vector<std::string> TakeQueue(std::vector<std::string>* queue);
   absl::Status CheckActive(const char* action) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;

@@ -86,7 +86,9 @@ absl::Status ProcessGroupHandle::AllReduceSum(std::vector<at::Tensor>& tensors) 
     for (Bucket& b : buckets) {
       std::vector<at::Tensor> parts;
       for (size_t i : b.members) parts.push_back(tensors[i].reshape({-1}));
-      b.flat.push_back(parts.size() == 1 ? parts[0].clone() : at::cat(parts));
+      // A lone contiguous tensor is reduced in place (its flat view shares
+      // its storage); several are concatenated into one buffer.
+      b.flat.push_back(parts.size() == 1 ? parts[0] : at::cat(parts));
       b.work = impl_->pg->allreduce(b.flat);
     }
     for (Bucket& b : buckets) {
@@ -94,7 +96,9 @@ absl::Status ProcessGroupHandle::AllReduceSum(std::vector<at::Tensor>& tensors) 
       int64_t offset = 0;
       for (size_t i : b.members) {
         const int64_t n = tensors[i].numel();
-        tensors[i].copy_(b.flat[0].narrow(0, offset, n).view_as(tensors[i]));
+        if (b.flat[0].data_ptr() != tensors[i].data_ptr()) {
+          tensors[i].copy_(b.flat[0].narrow(0, offset, n).view_as(tensors[i]));
+        }
         offset += n;
       }
     }

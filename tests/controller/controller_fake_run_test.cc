@@ -70,6 +70,16 @@ std::vector<nlohmann::json> ReadJsonLines(const std::string& path) {
   return out;
 }
 
+// One metrics.jsonl field of every step, in step order.
+template <typename T>
+std::vector<T> MetricColumn(const std::string& run_dir, const char* key) {
+  std::vector<T> out;
+  for (const nlohmann::json& j : ReadJsonLines(run_dir + "/metrics.jsonl")) {
+    out.push_back(j[key].get<T>());
+  }
+  return out;
+}
+
 nlohmann::json ReadJson(const std::string& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in);
@@ -351,13 +361,8 @@ TEST_F(FakeRunTest, GaeSendsRewardsAndCriticOnlyStepsPublishNothing) {
   // the last; workers follow.
   EXPECT_EQ(cluster.learner.version(), 3);
   EXPECT_EQ(cluster.rollouts[0]->version(), 3);
-  std::ifstream metrics(dir_ + "/fake_run/metrics.jsonl");
-  std::string line;
-  std::vector<bool> critic_only;
-  while (std::getline(metrics, line)) {
-    critic_only.push_back(nlohmann::json::parse(line)["critic_only"].get<bool>());
-  }
-  EXPECT_EQ(critic_only, (std::vector<bool>{true, true, false}));
+  EXPECT_EQ(MetricColumn<bool>(dir_ + "/fake_run", "critic_only"),
+            (std::vector<bool>{true, true, false}));
 }
 
 TEST_F(FakeRunTest, ARestartedRunResumesFromTheLastCheckpointWithoutLosingSamples) {
@@ -392,11 +397,8 @@ TEST_F(FakeRunTest, ARestartedRunResumesFromTheLastCheckpointWithoutLosingSample
   EXPECT_EQ(steps, (std::vector<int64_t>{0, 0, 1, 2, 3, 3, 4, 5}));
   EXPECT_EQ(cluster.rollouts[0]->version(), 7);
   // Metrics hold each step once; lineage has nothing lost or duplicated.
-  std::vector<int64_t> metric_steps;
-  for (const nlohmann::json& j : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
-    metric_steps.push_back(j["step"].get<int64_t>());
-  }
-  EXPECT_EQ(metric_steps, (std::vector<int64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(MetricColumn<int64_t>(dir_ + "/fake_run", "step"),
+            (std::vector<int64_t>{1, 2, 3, 4, 5}));
   absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
   ASSERT_TRUE(audit.ok()) << audit.status();
   EXPECT_TRUE(audit->ok()) << (audit->problems.empty() ? "" : audit->problems.front());
@@ -563,11 +565,8 @@ TEST_F(FakeRunTest, ALostWorkersRequestsGoToTheOthersAndNothingIsLost) {
                                     " Generate: fake rollout: killed"));
   EXPECT_THAT(out_.str(), HasSubstr("its requests went to the other 1 worker(s)"));
   EXPECT_EQ(cluster.rollouts[0]->version(), cluster.learner.version());
-  std::vector<int64_t> lost;
-  for (const nlohmann::json& j : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
-    lost.push_back(j["workers_lost"].get<int64_t>());
-  }
-  EXPECT_EQ(lost, (std::vector<int64_t>{0, 1, 0}));
+  EXPECT_EQ(MetricColumn<int64_t>(dir_ + "/fake_run", "workers_lost"),
+            (std::vector<int64_t>{0, 1, 0}));
   absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
   ASSERT_TRUE(audit.ok()) << audit.status();
   EXPECT_TRUE(audit->ok());
@@ -591,11 +590,9 @@ TEST_F(FakeRunTest, AStragglerIsResampledOrItsGroupDropped) {
     absl::StatusOr<RunSummary> summary = run.Run();
     ASSERT_TRUE(summary.ok()) << policy << ": " << summary.status();
     EXPECT_EQ(summary->steps, 3);
-    std::vector<int64_t> resampled, dropped;
-    for (const nlohmann::json& j : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
-      resampled.push_back(j["samples_resampled"].get<int64_t>());
-      dropped.push_back(j["groups_dropped"].get<int64_t>());
-    }
+    const std::vector<int64_t> resampled =
+        MetricColumn<int64_t>(dir_ + "/fake_run", "samples_resampled");
+    const std::vector<int64_t> dropped = MetricColumn<int64_t>(dir_ + "/fake_run", "groups_dropped");
     absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
     ASSERT_TRUE(audit.ok()) << audit.status();
     EXPECT_TRUE(audit->ok()) << policy;
@@ -716,11 +713,8 @@ TEST_F(FakeRunTest, AnUnavailableVerifierIsRetriedWithBackoff) {
   TrainingRun run(SmallConfig(dir_), AddressesOf(cluster), &control, options);
   absl::StatusOr<RunSummary> summary = run.Run();
   ASSERT_TRUE(summary.ok()) << summary.status();
-  std::vector<int64_t> retries;
-  for (const nlohmann::json& j : ReadJsonLines(dir_ + "/fake_run/metrics.jsonl")) {
-    retries.push_back(j["verifier_retries"].get<int64_t>());
-  }
-  EXPECT_EQ(retries, (std::vector<int64_t>{0, 2, 0}));
+  EXPECT_EQ(MetricColumn<int64_t>(dir_ + "/fake_run", "verifier_retries"),
+            (std::vector<int64_t>{0, 2, 0}));
   EXPECT_EQ(sleeps, (std::vector<std::chrono::milliseconds>{std::chrono::milliseconds(1),
                                                             std::chrono::milliseconds(2)}));
   absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
