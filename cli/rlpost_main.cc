@@ -26,9 +26,10 @@ const char kUsage[] =
     "2 bad arguments or config (nothing started); 130 interrupted.\n"
     "\n"
     "`rlpost audit RUN_DIR` checks the run's sample records (RUN_DIR/samples/):\n"
-    "every sample asked for recorded exactly once. It prints\n"
+    "every sample asked for recorded exactly once, and no sample trained more\n"
+    "weight versions behind the learner than the run's rl.max_staleness. It prints\n"
     "`samples: N, lost: L, duplicated: D`, then up to 20 problems.\n"
-    "exit status: 0 nothing lost or duplicated; 1 something was; 2 no records or\n"
+    "exit status: 0 nothing lost, duplicated or too stale; 1 something was; 2 no records or\n"
     "unreadable records (the message names the file and line).\n";
 
 int Audit(const std::string& run_dir) {
@@ -41,6 +42,10 @@ int Audit(const std::string& run_dir) {
             << ", duplicated: " << report->duplicated << "\n";
   std::cout << "issued: " << report->issued << ", used for training: " << report->used
             << ", dropped as stragglers: " << report->dropped << "\n";
+  if (report->staleness_bound >= 0) {
+    std::cout << "staleness: max " << report->staleness_max << " (bound "
+              << report->staleness_bound << "), over the bound: " << report->stale << "\n";
+  }
   for (const std::string& p : report->problems) std::cout << "  " << p << "\n";
   return report->ok() ? 0 : 1;
 }

@@ -89,6 +89,10 @@ std::vector<ConfigKey> Keys() {
        "train with the experts the rollout routed each response token to"},
       {"rl.group_deadline_ms", T::kInt, "0",
        "straggler deadline of one group's generation (0 = none)"},
+      {"rl.mode", T::kString, "sync",
+       "sync (generate, then train on it) or async (generate the next steps while training)"},
+      {"rl.max_staleness", T::kInt, "0",
+       "async: weight versions a trained sample may lag the learner (0 = 1 in async; sync: 0)"},
       {"rl.straggler_policy", T::kString, "resample",
        "late group members: resample (once, new seed) or drop (the whole group)"},
       {"rl.dynamic_sampling_rounds", T::kInt, "0",
@@ -305,6 +309,29 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'rl.straggler_policy' must be resample or drop, got '",
         r.rl_straggler_policy, "'"));
+  }
+  r.rl_mode = c.GetString("rl.mode");
+  if (r.rl_mode != "sync" && r.rl_mode != "async") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key 'rl.mode' must be sync or async, got '", r.rl_mode, "'"));
+  }
+  r.rl_max_staleness = c.GetInt("rl.max_staleness");
+  if (r.rl_max_staleness < 0 || r.rl_max_staleness > 16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.max_staleness' must be in [0, 16], got ", r.rl_max_staleness));
+  }
+  if (r.rl_mode == "sync" && r.rl_max_staleness > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.max_staleness' (", r.rl_max_staleness,
+        ") bounds async mode only, but rl.mode is sync: set rl.mode=async or drop "
+        "rl.max_staleness"));
+  }
+  if (r.rl_mode == "async" && r.rl_max_staleness == 0) r.rl_max_staleness = 1;
+  if (r.rl_mode == "async" && c.GetInt("learner.retained_versions") < r.rl_max_staleness + 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'learner.retained_versions' (", c.GetInt("learner.retained_versions"),
+        ") must be at least rl.max_staleness + 1 (", r.rl_max_staleness + 1,
+        "): async rollouts fetch weights that many versions old"));
   }
   r.run_checkpoint_every = c.GetInt("run.checkpoint_every");
   if (r.run_checkpoint_every < 0) {

@@ -45,6 +45,32 @@ bool HasInts(const nlohmann::json& j, std::initializer_list<const char*> keys) {
   return true;
 }
 
+// A used sample's lag: the learner's version when it trained on it minus
+// the oldest version among its segments.
+void CheckStaleness(const nlohmann::json& j, const Key& key, AuditReport* report) {
+  if (!HasInts(j, {"learner_version", "max_staleness"}) || !j.contains("segments") ||
+      !j["segments"].is_array() || j["segments"].empty()) {
+    return;
+  }
+  int64_t oldest = j["learner_version"];
+  for (const nlohmann::json& seg : j["segments"]) {
+    if (seg.is_object() && seg.contains("version") && seg["version"].is_number_integer()) {
+      oldest = std::min<int64_t>(oldest, seg["version"]);
+    }
+  }
+  const int64_t lag = j["learner_version"].get<int64_t>() - oldest;
+  const int64_t bound = j["max_staleness"];
+  report->staleness_max = std::max(report->staleness_max, lag);
+  report->staleness_bound = std::max(report->staleness_bound, bound);
+  if (lag > bound) {
+    ++report->stale;
+    if (report->problems.size() < 20) {
+      report->problems.push_back(absl::StrCat(KeyText(key), ": trained ", lag,
+                                              " weight versions behind (bound ", bound, ")"));
+    }
+  }
+}
+
 }  // namespace
 
 LineageLog::LineageLog(std::string dir, int64_t rotate_bytes, int next_index)
@@ -73,6 +99,7 @@ absl::Status LineageLog::OpenNext() {
 }
 
 absl::Status LineageLog::Append(const nlohmann::ordered_json& record) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (bytes_ >= rotate_bytes_) {
     absl::Status s = OpenNext();
     if (!s.ok()) return s;
@@ -155,8 +182,12 @@ absl::StatusOr<AuditReport> AuditRun(const std::string& run_dir) {
       for (int64_t s = 0; s < l.j["n"].get<int64_t>(); ++s) ++expected[{step, round, group, s}];
       report.issued += l.j["n"].get<int64_t>();
     } else {
-      ++recorded[{step, round, group, l.j["sample_index"].get<int64_t>()}];
-      if (l.j["used"].is_boolean() && l.j["used"].get<bool>()) ++report.used;
+      const Key key{step, round, group, l.j["sample_index"].get<int64_t>()};
+      ++recorded[key];
+      if (l.j["used"].is_boolean() && l.j["used"].get<bool>()) {
+        ++report.used;
+        CheckStaleness(l.j, key, &report);
+      }
     }
   }
   auto note = [&](const std::string& line) {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,7 @@ class LineageLog {
 
   // One record, one line; starts the next file once this one reaches the
   // rotation size. Flushed at once (a crash loses at most the line being
-  // written).
+  // written). Thread-safe.
   absl::Status Append(const nlohmann::ordered_json& record);
 
   const std::string& current_file() const { return path_; }
@@ -48,6 +49,7 @@ class LineageLog {
   LineageLog(std::string dir, int64_t rotate_bytes, int next_index);
   absl::Status OpenNext();
 
+  std::mutex mu_;  // guards everything below
   std::string dir_;
   int64_t rotate_bytes_;
   int next_index_;
@@ -67,9 +69,15 @@ struct AuditReport {
   int64_t duplicated = 0;  // recorded more than once, or recorded without being asked for
   int64_t used = 0;        // recorded as used for training
   int64_t dropped = 0;     // asked for, in a group dropped as a straggler (not lost)
+  // Used samples whose oldest token lagged the learner's version at the
+  // training step by more than the run's bound (records with
+  // "learner_version" and "max_staleness"), and the largest lag seen.
+  int64_t stale = 0;
+  int64_t staleness_max = 0;
+  int64_t staleness_bound = -1;  // -1: no record carried a bound
   // The first few problems, one line each ("step 3 round 0 group 2 sample 5: lost").
   std::vector<std::string> problems;
-  bool ok() const { return lost == 0 && duplicated == 0; }
+  bool ok() const { return lost == 0 && duplicated == 0 && stale == 0; }
 };
 
 // Reads <run_dir>/samples/*.jsonl in file order. A line that is not a JSON

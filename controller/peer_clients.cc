@@ -138,10 +138,10 @@ absl::StatusOr<v1::SaveCheckpointResponse> PeerClients::SaveCheckpoint(
   return response;
 }
 
-absl::StatusOr<WeightSet> PeerClients::FetchWeights(bool bf16) {
+absl::StatusOr<WeightSet> PeerClients::FetchWeights(bool bf16, int64_t version) {
   WeightSet weights;
   v1::GetWeightsRequest request;
-  request.set_version(0);  // latest
+  request.set_version(version);  // 0: latest
   request.set_dtype(bf16 ? v1::DTYPE_BFLOAT16 : v1::DTYPE_FLOAT32);
   grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
     std::unique_ptr<grpc::ClientReader<v1::WeightChunk>> reader =

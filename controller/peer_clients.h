@@ -68,9 +68,9 @@ class PeerClients {
   absl::StatusOr<v1::SaveCheckpointResponse> SaveCheckpoint(const std::string& directory,
                                                             int keep_last = 0,
                                                             const std::string& client_state = "");
-  // The learner's latest weight version, every chunk of it.
-  // The learner's latest version, in bfloat16 on the wire when `bf16`.
-  absl::StatusOr<WeightSet> FetchWeights(bool bf16 = false);
+  // Every chunk of weight `version` (0: the learner's latest), in bfloat16
+  // on the wire when `bf16`.
+  absl::StatusOr<WeightSet> FetchWeights(bool bf16 = false, int64_t version = 0);
   // Streams `weights` to every live rollout worker concurrently (one thread
   // each) and checks that each reports the version as loaded. A worker that
   // fails like a dead process (see IsWorkerFailure) is marked lost and left

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -53,7 +54,10 @@ void TrainingRun::Cancel() {
   canceller_.CancelAll();
 }
 
-void TrainingRun::Print(const std::string& line) { *out_ << line << "\n" << std::flush; }
+void TrainingRun::Print(const std::string& line) {
+  std::lock_guard<std::mutex> lock(print_mu_);
+  *out_ << line << "\n" << std::flush;
+}
 
 absl::StatusOr<RunSummary> TrainingRun::Run() {
   RunSummary summary;
@@ -116,12 +120,12 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
     absl::StatusOr<double> restored = ResumeFromLearner();
     if (!restored.ok()) return restored.status();
     before_accuracy = *restored;
-    s = SyncWeights();
+    s = SyncWeights(version_);
     if (!s.ok()) return s;
   } else {
     s = WarmStart();
     if (!s.ok()) return s;
-    s = SyncWeights();
+    s = SyncWeights(version_);
     if (!s.ok()) return s;
     absl::StatusOr<EvalResult> before = Evaluate("before RL");
     if (!before.ok()) return before.status();
@@ -131,23 +135,8 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
   control_->SetHeldoutAccuracy(/*after_rl=*/false, before_accuracy);
 
   control_->BeginSteps();
-  for (int64_t step = steps_done_ + 1; step <= config_.rl_steps; ++step) {
-    if (control_->WaitBetweenSteps(step - 1)) {
-      if (canceller_.cancelled()) return absl::CancelledError("cancelled");
-      Print(absl::StrCat("stop requested: ending the run after step ", step - 1, " of ",
-                         config_.rl_steps));
-      break;
-    }
-    AdmitJoiningWorkers();
-    s = RlStep(step);
-    if (!s.ok()) return s;
-    const bool asked = control_->TakeCheckpointRequest();  // rlctl checkpoint
-    if (asked || (config_.run_checkpoint_every > 0 && step % config_.run_checkpoint_every == 0 &&
-                  step < config_.rl_steps)) {
-      s = SaveRunCheckpoint(step, before_accuracy);
-      if (!s.ok()) return s;
-    }
-  }
+  s = config_.rl_mode == "async" ? RunStepsAsync(before_accuracy) : RunStepsSync(before_accuracy);
+  if (!s.ok()) return s;
 
   absl::StatusOr<EvalResult> after = Evaluate("after RL");
   if (!after.ok()) return after.status();
@@ -247,19 +236,20 @@ absl::Status TrainingRun::WarmStart() {
   return absl::OkStatus();
 }
 
-absl::Status TrainingRun::SyncWeights() {
+absl::Status TrainingRun::SyncWeights(int64_t version) {
   absl::StatusOr<WeightSet> weights =
-      clients_->FetchWeights(config_.learner_publish_dtype == "bfloat16");
+      clients_->FetchWeights(config_.learner_publish_dtype == "bfloat16", version);
   if (!weights.ok()) return weights.status();
-  if (weights->version != version_) {
+  if (weights->version != version) {
     return absl::DataLossError(absl::StrCat("learner ", addresses_.learner,
                                             " GetWeights sent version ", weights->version,
-                                            ", expected its latest version ", version_));
+                                            ", expected version ", version));
   }
   absl::Status s = clients_->PushWeights(*weights);
   ReportLostWorkers();
   if (!s.ok()) return s;
-  control_->SetWeightVersion(version_);
+  worker_version_ = weights->version;
+  control_->SetWeightVersion(weights->version);
   return absl::OkStatus();
 }
 
@@ -364,18 +354,18 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
     }
   }
 
-  // Synchronous GRPO is on-policy: every token must come from the version the
-  // workers were synced to.
+  // Every token must come from the version the workers were synced to (the
+  // learner's latest in sync mode; in async mode a bounded-stale one).
   for (size_t i = 0; i < out.groups.size(); ++i) {
     for (const v1::Completion& c : out.groups[i]) {
       ++out.samples;
       out.tokens += c.token_ids_size();
       for (int64_t v : c.weight_versions()) {
-        if (v != version_) {
+        if (v != worker_version_) {
           return absl::FailedPreconditionError(absl::StrCat(
               "rollout ", clients_->rollout_address(static_cast<int>(i) % clients_->rollout_count()),
               " sampled prompt '", c.prompt_id(), "' with weight version ", v,
-              ", expected version ", version_));
+              ", expected version ", worker_version_));
         }
       }
     }
@@ -421,47 +411,58 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
   return out;
 }
 
-absl::Status TrainingRun::RlStep(int64_t step) {
+absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) {
   const Clock::time_point start = Clock::now();
-  StepMetrics m;
-  m.step = step;
-  m.total_steps = config_.rl_steps;
-  control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": generating"));
+  StepRollouts out;
+  out.step = step;
+  out.worker_version = worker_version_;
+  StepMetrics& m = out.metrics;
 
-  // 1-2. Sample a group per prompt, verify and reward. Rejection sampling
-  // drops uniform groups (no signal); dynamic sampling refills the batch
-  // from further prompts, at most rl.dynamic_sampling_rounds extra rounds.
+  // Sample a group per prompt, verify and reward. Rejection sampling drops
+  // uniform groups (no signal); dynamic sampling refills the batch from
+  // further prompts, at most rl.dynamic_sampling_rounds extra rounds.
   const int64_t wanted = config_.rl_prompts_per_step;
-  std::vector<ScoredGroups> rounds;
-  int64_t kept_count = 0;
-  double reward_sum = 0.0;
-  int64_t samples = 0, tokens = 0, correct = 0;
   for (int64_t round = 0;; ++round) {
-    const int64_t take = round == 0 ? wanted : wanted - kept_count;
+    const int64_t take = round == 0 ? wanted : wanted - out.kept_count;
     control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": generating",
                                        round > 0 ? absl::StrCat(" (refill ", round, ")") : ""));
     absl::StatusOr<ScoredGroups> scored = SampleAndScore(step, round, rl_cursor_->Take(take));
     if (!scored.ok()) return scored.status();
     m.generate_seconds += scored->generate_seconds;
     m.workers_lost += scored->workers_lost;
-    samples += scored->samples;
-    tokens += scored->tokens;
-    correct += scored->correct;
-    reward_sum += scored->reward_sum;
+    out.samples += scored->samples;
+    out.tokens += scored->tokens;
+    out.correct += scored->correct;
+    out.reward_sum += scored->reward_sum;
     for (size_t i = 0; i < scored->uniform.size(); ++i) {
       if (!scored->dropped[i] && (!scored->uniform[i] || !config_.rl_skip_uniform_groups)) {
-        ++kept_count;
+        ++out.kept_count;
       }
     }
     m.groups_dropped += scored->groups_dropped;
     m.samples_resampled += scored->samples_resampled;
-    rounds.push_back(*std::move(scored));
-    if (!config_.rl_skip_uniform_groups || kept_count >= wanted ||
+    out.rounds.push_back(*std::move(scored));
+    if (!config_.rl_skip_uniform_groups || out.kept_count >= wanted ||
         round >= config_.rl_dynamic_sampling_rounds) {
       break;
     }
   }
-  m.refill_rounds = static_cast<int64_t>(rounds.size()) - 1;
+  m.refill_rounds = static_cast<int64_t>(out.rounds.size()) - 1;
+  m.step_seconds = SecondsSince(start);  // the generation side; TrainStep adds its part
+  out.cursor_after = rl_cursor_->position();
+  return out;
+}
+
+absl::Status TrainingRun::TrainStep(StepRollouts rollouts, bool sync_after) {
+  const Clock::time_point start = Clock::now();
+  const int64_t step = rollouts.step;
+  StepMetrics m = rollouts.metrics;
+  m.step = step;
+  m.total_steps = config_.rl_steps;
+  std::vector<ScoredGroups>& rounds = rollouts.rounds;
+  const int64_t wanted = config_.rl_prompts_per_step;
+  const int64_t samples = rollouts.samples, tokens = rollouts.tokens, correct = rollouts.correct;
+  const double reward_sum = rollouts.reward_sum;
 
   // 3. The training batch: kept groups (at most rl.prompts_per_step), with
   // advantages over them (batch-normalised estimators see only these).
@@ -502,7 +503,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   batch.set_step(step);
   batch.set_objective(config_.rl_objective == "rft" ? v1::OBJECTIVE_SFT
                                                     : v1::OBJECTIVE_POLICY_GRADIENT);
-  batch.set_behavior_version(version_);
+  batch.set_behavior_version(rollouts.worker_version);
   if (config_.rl_objective == "rft") {
     // Rejection-sampling fine-tuning: SFT on one accepted (correct) sample
     // per generated group, the best-rewarded or the shortest.
@@ -561,7 +562,33 @@ absl::Status TrainingRun::RlStep(int64_t step) {
 
   for (size_t r = 0; r < rounds.size(); ++r) rounds[r].used = std::move(used[r]);
 
-  // 4. Train and publish the new version to every worker.
+  // Staleness: how far the oldest token of each trained sample lags the
+  // learner. Generation never runs ahead of the bound, so a breach is a bug.
+  const int64_t learner_version = version_;
+  int64_t stale_sum = 0, stale_count = 0;
+  for (const ScoredGroups& r : rounds) {
+    for (size_t i = 0; i < r.groups.size(); ++i) {
+      for (size_t j = 0; j < r.groups[i].size(); ++j) {
+        if (!r.used[i][j]) continue;
+        const v1::Completion& c = r.groups[i][j];
+        int64_t oldest = learner_version;
+        for (int64_t v : c.weight_versions()) oldest = std::min(oldest, v);
+        const int64_t lag = learner_version - oldest;
+        if (lag > config_.rl_max_staleness) {
+          return absl::InternalError(absl::StrCat(
+              "step ", step, ": sample ", c.sample_index(), " of prompt '", c.prompt_id(),
+              "' is ", lag, " weight versions behind the learner (", learner_version,
+              "), over rl.max_staleness ", config_.rl_max_staleness));
+        }
+        m.staleness_max = std::max(m.staleness_max, lag);
+        stale_sum += lag;
+        ++stale_count;
+      }
+    }
+  }
+  m.staleness_mean = stale_count > 0 ? static_cast<double>(stale_sum) / stale_count : 0.0;
+
+  // 4. Train; in sync mode publish the new version to every worker.
   bool trained = false;
   if (batch.samples_size() > 0) {
     control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": training"));
@@ -579,18 +606,20 @@ absl::Status TrainingRun::RlStep(int64_t step) {
     m.grad_norm = result->grad_norm();
     m.clip_fraction = result->clip_fraction();
     m.approx_kl = result->approx_kl();
+    m.ref_kl = result->ref_kl();
+    m.entropy = result->entropy();
     m.value_loss = result->value_loss();
     m.value_mean = result->value_mean();
-    if (version_ != before) {
+    if (version_ != before && sync_after) {
       control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": weight sync"));
       const Clock::time_point sync_start = Clock::now();
-      absl::Status s = SyncWeights();
+      absl::Status s = SyncWeights(version_);
       if (!s.ok()) return s;
       m.sync_seconds = SecondsSince(sync_start);
     }
   }
 
-  absl::Status recorded = RecordSamples(step, rounds, trained);
+  absl::Status recorded = RecordSamples(step, rounds, trained, learner_version);
   if (!recorded.ok()) return recorded;
   m.verifier_retries = clients_->TakeVerifierRetries();
 
@@ -602,7 +631,7 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   m.groups_kept = static_cast<int64_t>(kept.size());
   m.samples_trained = batch.samples_size();
   m.weight_version = version_;
-  m.step_seconds = SecondsSince(start);
+  m.step_seconds += SecondsSince(start);
   steps_done_ = step;
   Print(FormatProgressLine(m));
   std::ofstream metrics(metrics_path_, std::ios::app);
@@ -613,8 +642,153 @@ absl::Status TrainingRun::RlStep(int64_t step) {
   return absl::OkStatus();
 }
 
+absl::Status TrainingRun::MaybeCheckpoint(int64_t step, double before_accuracy,
+                                          const ProblemCursor::Position& cursor) {
+  const bool asked = control_->TakeCheckpointRequest();  // rlctl checkpoint
+  if (asked || (config_.run_checkpoint_every > 0 && step % config_.run_checkpoint_every == 0 &&
+                step < config_.rl_steps)) {
+    return SaveRunCheckpoint(step, before_accuracy, cursor);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::RunStepsSync(double before_accuracy) {
+  for (int64_t step = steps_done_ + 1; step <= config_.rl_steps; ++step) {
+    if (control_->WaitBetweenSteps(step - 1)) {
+      if (canceller_.cancelled()) return absl::CancelledError("cancelled");
+      Print(absl::StrCat("stop requested: ending the run after step ", step - 1, " of ",
+                         config_.rl_steps));
+      break;
+    }
+    AdmitJoiningWorkers();
+    absl::StatusOr<StepRollouts> rollouts = GatherStep(step);
+    if (!rollouts.ok()) return rollouts.status();
+    const ProblemCursor::Position cursor = rollouts->cursor_after;
+    absl::Status s = TrainStep(*std::move(rollouts), /*sync_after=*/true);
+    if (!s.ok()) return s;
+    s = MaybeCheckpoint(step, before_accuracy, cursor);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+void TrainingRun::Produce(int64_t first, int64_t last) {
+  const int64_t ahead = config_.rl_max_staleness;
+  for (int64_t step = first; step <= last; ++step) {
+    int64_t behavior_version = 0;
+    {
+      // Step s starts once step s - ahead - 1 has trained, and samples with
+      // the version that step published: at most `ahead` versions behind the
+      // one that trains on them (the learner publishes at most one version
+      // per step). Fixed by the step numbers, not by timing, so an async run
+      // is as reproducible as a sync one.
+      std::unique_lock<std::mutex> lock(pipeline_.mu);
+      const int64_t basis = std::max(first - 1, step - ahead - 1);
+      pipeline_.cv.wait(lock, [&] {
+        return pipeline_.stop || pipeline_.version_after.count(basis) > 0;
+      });
+      if (pipeline_.stop) return;
+      behavior_version = pipeline_.version_after.at(basis);
+    }
+    absl::Status s;
+    if (behavior_version != worker_version_) s = SyncWeights(behavior_version);
+    if (s.ok()) AdmitJoiningWorkers();
+    absl::StatusOr<StepRollouts> rollouts =
+        s.ok() ? GatherStep(step) : absl::StatusOr<StepRollouts>(s);
+    std::lock_guard<std::mutex> lock(pipeline_.mu);
+    if (!rollouts.ok()) {
+      pipeline_.error = rollouts.status();
+      pipeline_.cv.notify_all();
+      return;
+    }
+    pipeline_.ready.emplace(step, *std::move(rollouts));
+    pipeline_.cv.notify_all();
+  }
+}
+
+absl::Status TrainingRun::RunStepsAsync(double before_accuracy) {
+  const int64_t first = steps_done_ + 1;
+  {
+    std::lock_guard<std::mutex> lock(pipeline_.mu);
+    pipeline_.version_after.clear();
+    pipeline_.version_after[steps_done_] = version_;
+    pipeline_.ready.clear();
+    pipeline_.error = absl::OkStatus();
+    pipeline_.stop = false;
+  }
+  Print(absl::StrCat("async mode: rollouts run up to ", config_.rl_max_staleness,
+                     " step(s) ahead of training (rl.max_staleness)"));
+  std::thread producer([this, first] { Produce(first, config_.rl_steps); });
+  auto stop_producer = [&] {
+    {
+      std::lock_guard<std::mutex> lock(pipeline_.mu);
+      pipeline_.stop = true;
+      pipeline_.cv.notify_all();
+    }
+    if (producer.joinable()) producer.join();
+  };
+
+  absl::Status status;
+  for (int64_t step = first; step <= config_.rl_steps; ++step) {
+    if (control_->WaitBetweenSteps(step - 1)) {
+      if (canceller_.cancelled()) {
+        status = absl::CancelledError("cancelled");
+        break;
+      }
+      Print(absl::StrCat("stop requested: ending the run after step ", step - 1, " of ",
+                         config_.rl_steps));
+      break;
+    }
+    const Clock::time_point wait_start = Clock::now();
+    StepRollouts rollouts;
+    int64_t buffered = 0;
+    {
+      std::unique_lock<std::mutex> lock(pipeline_.mu);
+      pipeline_.cv.wait(lock,
+                        [&] { return pipeline_.ready.count(step) > 0 || !pipeline_.error.ok(); });
+      if (pipeline_.ready.count(step) == 0) {
+        status = pipeline_.error;
+        break;
+      }
+      rollouts = std::move(pipeline_.ready.at(step));
+      pipeline_.ready.erase(step);
+      buffered = static_cast<int64_t>(pipeline_.ready.size());
+    }
+    rollouts.metrics.wait_seconds = SecondsSince(wait_start);
+    rollouts.metrics.buffered_steps = buffered;
+    // A step's wall time in async mode: waiting for its rollouts plus training.
+    rollouts.metrics.step_seconds = rollouts.metrics.wait_seconds;
+    const ProblemCursor::Position cursor = rollouts.cursor_after;
+    status = TrainStep(std::move(rollouts), /*sync_after=*/false);
+    if (!status.ok()) break;
+    {
+      std::lock_guard<std::mutex> lock(pipeline_.mu);
+      pipeline_.version_after[step] = version_;
+      pipeline_.cv.notify_all();
+    }
+    // The checkpoint's data cursor is the one after the trained step's
+    // prompts: steps gathered ahead are issued again after a resume.
+    status = MaybeCheckpoint(step, before_accuracy, cursor);
+    if (!status.ok()) break;
+  }
+  stop_producer();
+  if (!status.ok()) return status;
+
+  // Rollouts gathered ahead of a stop are recorded, unused, so the lineage
+  // accounts for every sample issued.
+  for (auto& [step, rollouts] : pipeline_.ready) {
+    absl::Status s = RecordSamples(step, rollouts.rounds, /*trained=*/false, -1);
+    if (!s.ok()) return s;
+  }
+  pipeline_.ready.clear();
+  if (!pipeline_.error.ok()) return pipeline_.error;
+  // The held-out eval after RL uses the final weights.
+  if (worker_version_ != version_) return SyncWeights(version_);
+  return absl::OkStatus();
+}
+
 absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGroups>& rounds,
-                                        bool trained) {
+                                        bool trained, int64_t learner_version) {
   for (const ScoredGroups& r : rounds) {
     for (size_t i = 0; i < r.groups.size(); ++i) {
       for (size_t j = 0; j < r.groups[i].size(); ++j) {
@@ -642,6 +816,9 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
                         {"total", parts.total}}},
             {"used", used},
             {"train_step", used ? nlohmann::ordered_json(step) : nlohmann::ordered_json(nullptr)},
+            {"learner_version", used ? nlohmann::ordered_json(learner_version)
+                                     : nlohmann::ordered_json(nullptr)},
+            {"max_staleness", config_.rl_max_staleness},
         });
         if (!s.ok()) return s;
       }
@@ -670,14 +847,16 @@ void TrainingRun::AdmitJoiningWorkers() {
       Print(absl::StrCat("rollout worker ", address, " not drained: ", s.message()));
       continue;
     }
-    control_->AddWorker(RolloutStatus(address, version_, /*healthy=*/false));
+    control_->AddWorker(RolloutStatus(address, worker_version_, /*healthy=*/false));
     Print(absl::StrCat("rollout worker drained: ", address, "; ",
                        clients_->live_rollout_count(), " serving"));
   }
   const std::vector<std::string> joining = control_->TakeJoiningRollouts();
   if (joining.empty()) return;
+  // The version the other workers hold (in async mode the learner may have
+  // published a newer one meanwhile; it reaches everyone at the next sync).
   absl::StatusOr<WeightSet> weights =
-      clients_->FetchWeights(config_.learner_publish_dtype == "bfloat16");
+      clients_->FetchWeights(config_.learner_publish_dtype == "bfloat16", worker_version_);
   for (const std::string& address : joining) {
     absl::StatusOr<int> index = clients_->AddRollout(address);
     absl::Status s = index.ok() ? (weights.ok() ? clients_->PushWeightsToWorker(*index, *weights)
@@ -688,8 +867,8 @@ void TrainingRun::AdmitJoiningWorkers() {
       Print(absl::StrCat("rollout worker ", address, " could not join: ", s.message()));
       continue;
     }
-    control_->AddWorker(RolloutStatus(address, version_, /*healthy=*/true));
-    Print(absl::StrCat("rollout worker joined: ", address, " (weight version ", version_,
+    control_->AddWorker(RolloutStatus(address, worker_version_, /*healthy=*/true));
+    Print(absl::StrCat("rollout worker joined: ", address, " (weight version ", worker_version_,
                        "); ", clients_->live_rollout_count(), " serving"));
   }
 }
@@ -699,16 +878,16 @@ int64_t TrainingRun::ReportLostWorkers() {
   for (const std::string& worker : lost) {
     RLPOST_LOG(WARNING) << "rollout worker lost: " << worker;
     control_->AddWorker(
-        RolloutStatus(worker.substr(0, worker.find(": ")), version_, /*healthy=*/false));
+        RolloutStatus(worker.substr(0, worker.find(": ")), worker_version_, /*healthy=*/false));
     Print(absl::StrCat("rollout worker lost: ", worker, "; its requests went to the other ",
                        clients_->live_rollout_count(), " worker(s)"));
   }
   return static_cast<int64_t>(lost.size());
 }
 
-absl::Status TrainingRun::SaveRunCheckpoint(int64_t step, double before_accuracy) {
+absl::Status TrainingRun::SaveRunCheckpoint(int64_t step, double before_accuracy,
+                                            const ProblemCursor::Position& cursor) {
   control_->SetActivity(absl::StrCat("step ", step, ": saving checkpoint"));
-  const ProblemCursor::Position cursor = rl_cursor_->position();
   const nlohmann::json state = {
       {"format", 1},
       {"run", config_.name},

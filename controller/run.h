@@ -6,12 +6,18 @@
 // docs/controller.md describes the loop, its output lines and its files.
 //
 // Thread-safety: Run() is called once, from one thread. Cancel() may be called
-// from any other thread while Run() executes. Pause/resume/stop go through the
+// from any other thread while Run() executes. In async mode (rl.mode=async)
+// Run() starts one more thread, the producer, which does every rollout-side
+// call (weight sync, joins and drains, generate, verify) while the calling
+// thread trains; the two meet in Pipeline. Pause/resume/stop go through the
 // RunControl (not owned; it must outlive the run).
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -71,8 +77,8 @@ class TrainingRun {
   absl::Status Execute(RunSummary* summary);
   absl::Status Connect();
   absl::Status WarmStart();
-  // Learner's latest version -> every rollout worker.
-  absl::Status SyncWeights();
+  // The learner's weight `version` -> every live rollout worker.
+  absl::Status SyncWeights(int64_t version);
   absl::StatusOr<EvalResult> Evaluate(const char* label);
   // One round of an RL step: a group per problem, verified and rewarded.
   struct ScoredGroups {
@@ -96,10 +102,37 @@ class TrainingRun {
   };
   absl::StatusOr<ScoredGroups> SampleAndScore(int64_t step, int64_t round,
                                               const std::vector<const Problem*>& problems);
-  absl::Status RlStep(int64_t step);
+  // Everything one RL step trains on: its generate rounds (the first, plus
+  // dynamic-sampling refills), scored, and the data cursor after its prompts.
+  struct StepRollouts {
+    int64_t step = 0;
+    std::vector<ScoredGroups> rounds;
+    StepMetrics metrics;  // the generation-side fields
+    int64_t kept_count = 0;
+    int64_t samples = 0, tokens = 0, correct = 0;
+    double reward_sum = 0.0;
+    int64_t worker_version = 0;  // the version every token was sampled with
+    ProblemCursor::Position cursor_after;
+  };
+  absl::StatusOr<StepRollouts> GatherStep(int64_t step);
+  // Builds the batch from `rollouts`, trains, records the samples and
+  // reports the step. `sync_after`: push the new version to the workers
+  // before returning (sync mode; in async mode the producer syncs).
+  absl::Status TrainStep(StepRollouts rollouts, bool sync_after);
+  // The RL steps after `steps_done_`, until rl.steps or a stop request.
+  absl::Status RunStepsSync(double before_accuracy);
+  absl::Status RunStepsAsync(double before_accuracy);
+  // Producer side of async mode: gathers steps first..last, each once the
+  // step rl.max_staleness + 1 before it has trained, with the version that
+  // step published.
+  void Produce(int64_t first, int64_t last);
+  // After a step trained: rlctl checkpoint, or run.checkpoint_every.
+  absl::Status MaybeCheckpoint(int64_t step, double before_accuracy,
+                               const ProblemCursor::Position& cursor);
   // Periodic checkpoint (run.checkpoint_every): the learner's state plus the
   // controller's (step, data cursor, held-out baseline) as client_state.
-  absl::Status SaveRunCheckpoint(int64_t step, double before_accuracy);
+  absl::Status SaveRunCheckpoint(int64_t step, double before_accuracy,
+                                 const ProblemCursor::Position& cursor);
   // run.resume: restores the controller's state from the checkpoint the
   // learner resumed from; returns the held-out accuracy before RL.
   absl::StatusOr<double> ResumeFromLearner();
@@ -110,8 +143,23 @@ class TrainingRun {
   // Prints the rollout workers lost since the last call; returns how many.
   int64_t ReportLostWorkers();
   // One lineage record per sample of the step's rounds.
-  absl::Status RecordSamples(int64_t step, const std::vector<ScoredGroups>& rounds, bool trained);
+  // `learner_version`: the learner's version when the step trained (-1 for
+  // samples generated but never trained, e.g. after a stop).
+  absl::Status RecordSamples(int64_t step, const std::vector<ScoredGroups>& rounds, bool trained,
+                             int64_t learner_version);
   void Print(const std::string& line);
+
+  // Where the async producer and the training loop meet.
+  struct Pipeline {
+    std::mutex mu;
+    std::condition_variable cv;
+    // The learner's version after each trained step (and after the step the
+    // run started from).
+    std::map<int64_t, int64_t> version_after;
+    std::map<int64_t, StepRollouts> ready;  // gathered, not yet trained
+    absl::Status error;           // the producer's failure
+    bool stop = false;            // the producer starts no further step
+  };
 
   RunConfig config_;
   PeerAddresses addresses_;
@@ -124,7 +172,11 @@ class TrainingRun {
   std::vector<Problem> train_;
   std::vector<Problem> heldout_;
   std::unique_ptr<ProblemCursor> rl_cursor_;
-  int64_t version_ = 0;  // weight version held by the learner and every worker
+  int64_t version_ = 0;  // the learner's latest weight version (training thread)
+  // The version every live rollout worker holds (rollout-side thread).
+  int64_t worker_version_ = 0;
+  std::mutex print_mu_;
+  Pipeline pipeline_;
   v1::LearnerInfo learner_info_;  // as of Connect()
   int64_t sft_steps_done_ = 0;
   int64_t steps_done_ = 0;  // RL steps

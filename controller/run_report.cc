@@ -46,6 +46,12 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["grad_norm"] = Finite(m.grad_norm);
   j["clip_fraction"] = Finite(m.clip_fraction);
   j["approx_kl"] = Finite(m.approx_kl);
+  j["ref_kl"] = Finite(m.ref_kl);
+  j["entropy"] = Finite(m.entropy);
+  j["staleness_max"] = m.staleness_max;
+  j["staleness_mean"] = Finite(m.staleness_mean);
+  j["buffered_steps"] = m.buffered_steps;
+  j["wait_seconds"] = Finite(m.wait_seconds);
   j["skipped"] = m.skipped;
   j["critic_only"] = m.critic_only;
   j["value_loss"] = Finite(m.value_loss);

@@ -33,6 +33,18 @@ struct StepMetrics {
   double grad_norm = 0.0;
   double clip_fraction = 0.0;
   double approx_kl = 0.0;
+  double ref_kl = 0.0;   // KL to the reference policy (when rl.kl_coef > 0)
+  double entropy = 0.0;  // mean policy entropy over the trained tokens
+  // Weight versions between the learner (before this step's update) and the
+  // oldest token of a trained sample: the largest and the mean over trained
+  // samples. Always 0 in sync mode; at most rl.max_staleness in async mode.
+  int64_t staleness_max = 0;
+  double staleness_mean = 0.0;
+  // Async mode: steps already generated and waiting to be trained when this
+  // one started training, and seconds the learner waited for this step's
+  // rollouts.
+  int64_t buffered_steps = 0;
+  double wait_seconds = 0.0;
   // The learner skipped the update (NaN/Inf guard); nothing was published.
   bool skipped = false;
   // PPO with a critic: the step trained only the critic (value pre-training);

@@ -115,6 +115,27 @@ TEST(ConfigTest, ChoiceKeysListTheValidValues) {
   EXPECT_EQ(ok->rl_value_warmup_steps, 5);
 }
 
+TEST(ConfigTest, StalenessBoundBelongsToAsyncMode) {
+  absl::StatusOr<RunConfig> r = LoadRunConfig("", {"rl.max_staleness=2"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("'rl.max_staleness' (2) bounds async mode only, but rl.mode is sync"));
+  r = LoadRunConfig("", {"rl.mode=pipelined"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("'rl.mode' must be sync or async"));
+  r = LoadRunConfig("", {"rl.mode=async", "rl.max_staleness=3"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("'learner.retained_versions' (3) must be at least rl.max_staleness + 1"));
+  r = LoadRunConfig("", {"rl.mode=async"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->rl_max_staleness, 1);  // async's default bound
+  r = LoadRunConfig("", {"rl.mode=async", "rl.max_staleness=3", "learner.retained_versions=4"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->rl_max_staleness, 3);
+  EXPECT_EQ(LoadRunConfig("", {})->rl_max_staleness, 0);
+}
+
 TEST(ConfigTest, ShippedConfigsLoad) {
   std::string root = std::getenv("RLPOST_SOURCE_DIR") ? std::getenv("RLPOST_SOURCE_DIR") : ".";
   for (const char* name : {"/configs/arith_grpo.yaml", "/configs/arith_grpo_quick.yaml"}) {

@@ -25,6 +25,7 @@ namespace rlpost {
 namespace {
 
 using ::rlpost::testing::FakeCluster;
+using ::rlpost::testing::FakeLearner;
 using ::rlpost::testing::FakeRollout;
 using ::testing::Each;
 using ::testing::EndsWith;
@@ -411,6 +412,129 @@ TEST_F(FakeRunTest, ARestartedRunResumesFromTheLastCheckpointWithoutLosingSample
   absl::StatusOr<RunSummary> failed = orphan.Run();
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(failed.status().message()), HasSubstr("did not resume from a run checkpoint"));
+}
+
+// Behaviour versions of the RL batches, in step order.
+std::vector<int64_t> BehaviorVersions(const FakeLearner& learner) {
+  std::vector<int64_t> out;
+  for (const v1::TrainBatch& b : learner.batches()) {
+    if (b.step() > 0) out.push_back(b.behavior_version());
+  }
+  return out;
+}
+
+TEST_F(FakeRunTest, AsyncModeTrainsOnRolloutsAtMostTheBoundBehindAndIsReproducible) {
+  for (int64_t bound : {1, 2}) {
+    SCOPED_TRACE(absl::StrCat("rl.max_staleness=", bound));
+    auto run_once = [&](const std::string& name) {
+      FakeCluster cluster(2);
+      RunConfig config = SmallConfig(dir_);
+      config.name = name;
+      config.rl_steps = 5;
+      config.rl_skip_uniform_groups = false;  // every step trains: versions are predictable
+      config.rl_mode = "async";
+      config.rl_max_staleness = bound;
+      RunControl control;
+      TrainingRun run(config, AddressesOf(cluster), &control, Options());
+      absl::StatusOr<RunSummary> summary = run.Run();
+      EXPECT_TRUE(summary.ok()) << summary.status();
+      // The held-out eval after RL ran on the final weights.
+      for (const auto& rollout : cluster.rollouts) EXPECT_EQ(rollout->version(), 7);
+      return BehaviorVersions(cluster.learner);
+    };
+    const std::string name = absl::StrCat("async", bound);
+    const std::vector<int64_t> versions = run_once(name);
+    // 2 SFT steps publish version 2; step s samples with the version step
+    // s - bound - 1 published, so steps 1..bound+1 all use version 2.
+    EXPECT_EQ(versions, bound == 1 ? (std::vector<int64_t>{2, 2, 3, 4, 5})
+                                   : (std::vector<int64_t>{2, 2, 2, 3, 4}));
+    const std::string run_dir = dir_ + "/" + name;
+    const std::vector<int64_t> lag = MetricColumn<int64_t>(run_dir, "staleness_max");
+    EXPECT_EQ(lag, bound == 1 ? (std::vector<int64_t>{0, 1, 1, 1, 1})
+                              : (std::vector<int64_t>{0, 1, 2, 2, 2}));
+    absl::StatusOr<AuditReport> audit = AuditRun(run_dir);
+    ASSERT_TRUE(audit.ok()) << audit.status();
+    EXPECT_TRUE(audit->ok()) << (audit->problems.empty() ? "" : audit->problems.front());
+    EXPECT_EQ(audit->staleness_max, bound);
+    EXPECT_EQ(audit->staleness_bound, bound);
+    EXPECT_EQ(audit->samples, 5 * 4 * 4);
+    // Versions follow the step numbers, not timing: a second run is the same.
+    EXPECT_EQ(run_once(name + "_again"), versions);
+    EXPECT_EQ(MetricColumn<double>(dir_ + "/" + name + "_again", "reward_mean"),
+              MetricColumn<double>(run_dir, "reward_mean"));
+  }
+}
+
+TEST_F(FakeRunTest, AsyncModeStaysWithinItsBoundAcrossAResume) {
+  FakeCluster cluster(2);
+  RunConfig config = SmallConfig(dir_);
+  config.rl_steps = 6;
+  config.run_checkpoint_every = 2;
+  config.rl_skip_uniform_groups = false;
+  config.rl_mode = "async";
+  config.rl_max_staleness = 2;
+  {
+    // Attempt 1 dies while step 3 trains, with steps 4 and 5 gathered or
+    // being gathered ahead; the last checkpoint is step 2's.
+    RunControl control;
+    TrainingRun run(config, AddressesOf(cluster), &control, Options());
+    cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+      if (b.step() == 3) run.Cancel();
+    });
+    EXPECT_EQ(run.Run().status().code(), absl::StatusCode::kCancelled);
+    cluster.learner.set_train_hook(nullptr);
+  }
+  ASSERT_TRUE(cluster.learner.RestartFromLastCheckpoint());
+  EXPECT_EQ(cluster.learner.version(), 4);
+
+  config.run_resume = true;
+  RunControl control;
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  absl::StatusOr<RunSummary> summary = run.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->steps, 6);
+  // After the resume, step 3 samples with the checkpoint's version 4, as do
+  // steps 4 and 5 (their basis steps precede the resume); step 6 uses the
+  // version step 3 published. Nothing trains further than 2 versions behind.
+  const std::vector<int64_t> versions = BehaviorVersions(cluster.learner);
+  ASSERT_EQ(versions.size(), 7u);  // steps 1, 2, 3 (interrupted), 3..6
+  EXPECT_EQ(std::vector<int64_t>(versions.begin() + 3, versions.end()),
+            (std::vector<int64_t>{4, 4, 4, 5}));
+  EXPECT_EQ(MetricColumn<int64_t>(dir_ + "/fake_run", "step"),
+            (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_THAT(MetricColumn<int64_t>(dir_ + "/fake_run", "staleness_max"),
+              Each(::testing::Le(2)));
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->ok()) << (audit->problems.empty() ? "" : audit->problems.front());
+  EXPECT_EQ(audit->samples, 6 * 4 * 4);
+  EXPECT_EQ(audit->staleness_max, 2);
+}
+
+TEST_F(FakeRunTest, AsyncStopRecordsTheRolloutsGatheredAheadAsUnused) {
+  FakeCluster cluster(1);
+  RunConfig config = SmallConfig(dir_);
+  config.rl_steps = 6;
+  config.rl_skip_uniform_groups = false;
+  config.rl_mode = "async";
+  config.rl_max_staleness = 2;
+  RunControl control;
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() == 2) control.Stop();
+  });
+  absl::StatusOr<RunSummary> summary = run.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->steps, 2);
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->ok()) << (audit->problems.empty() ? "" : audit->problems.front());
+  EXPECT_EQ(audit->used, 2 * 4 * 4);
+  // Steps 3 to 5 may have been gathered ahead (step 6 waits for step 3):
+  // issued, recorded, not used.
+  EXPECT_EQ(audit->samples, audit->issued);
+  EXPECT_GT(audit->samples, audit->used);
+  EXPECT_LE(audit->samples, 5 * 4 * 4);
 }
 
 TEST_F(FakeRunTest, KeepsUniformGroupsWhenRejectionSamplingIsOff) {

@@ -260,12 +260,18 @@ grpc::Status FakeLearner::Train(grpc::ServerContext*, const v1::TrainBatch* requ
   return grpc::Status::OK;
 }
 
-grpc::Status FakeLearner::GetWeights(grpc::ServerContext*, const v1::GetWeightsRequest*,
+grpc::Status FakeLearner::GetWeights(grpc::ServerContext*, const v1::GetWeightsRequest* request,
                                      grpc::ServerWriter<v1::WeightChunk>* writer) {
   int64_t version;
   {
+    // Weights are made up from the version number, so every version up to
+    // the latest is "retained".
     absl::MutexLock lock(&mu_);
     version = version_;
+    if (request->version() > version_) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "weight version not published yet");
+    }
+    if (request->version() > 0) version = request->version();
   }
   // Two tensors; the first in two chunks.
   const std::string a = absl::StrCat("tensor-a-bytes-v", version, "-padding");

@@ -110,4 +110,29 @@ TEST(LineageTest, UnreadableRecordsNameFileAndLine) {
 }
 
 }  // namespace
+TEST(LineageTest, AUsedSampleOverTheStalenessBoundFailsTheAudit) {
+  const std::string run = Dir("stale");
+  auto log = LineageLog::Open(run + "/samples");
+  ASSERT_TRUE(log.ok());
+  auto stale = [](int64_t index, int64_t oldest, int64_t learner, bool used) {
+    nlohmann::ordered_json j = Sample(4, 0, index, used);
+    j["segments"] = VersionSegments({oldest, oldest, learner});
+    j["learner_version"] = used ? nlohmann::ordered_json(learner) : nlohmann::ordered_json(nullptr);
+    j["max_staleness"] = 1;
+    return j;
+  };
+  Write(log->get(), {Issued(4, 0, 3), stale(0, 9, 10, true), stale(1, 7, 10, true),
+                     stale(2, 5, 10, false)});  // unused: not checked
+  auto report = AuditRun(run);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_FALSE(report->ok());
+  EXPECT_EQ(report->lost, 0);
+  EXPECT_EQ(report->stale, 1);
+  EXPECT_EQ(report->staleness_max, 3);
+  EXPECT_EQ(report->staleness_bound, 1);
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_THAT(report->problems[0],
+              HasSubstr("sample 1: trained 3 weight versions behind (bound 1)"));
+}
+
 }  // namespace rlpost
