@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/controller_bench.h"
 #include "bench/learner_bench.h"
 #include "bench/model_bench.h"
 #include "bench/rollout_bench.h"
@@ -20,7 +21,9 @@ constexpr char kUsage[] =
     "  verifier   math pairs/s and the code sandbox's overhead over plain runs\n"
     "  rollout    engine throughput, plain against each drafter, fixed and adaptive\n"
     "  learner    PPO-step tokens/s against the bare forward+backward+AdamW of the same\n"
-    "             packed micro-batches (step_overhead_ratio), and padding_fraction\n";
+    "             packed micro-batches (step_overhead_ratio), and padding_fraction\n"
+    "  controller samples/s through the run loop with fake services, and the built-in\n"
+    "             job's steps per hour in async against sync mode (async_speedup)\n";
 
 }  // namespace
 
@@ -35,6 +38,7 @@ int main(int argc, char** argv) {
   if (sub == "verifier") return rlpost::bench::RunVerifierBench(args);
   if (sub == "rollout") return rlpost::bench::RunRolloutBench(args);
   if (sub == "learner") return rlpost::bench::RunLearnerBench(args);
+  if (sub == "controller") return rlpost::bench::RunControllerBench(args);
   std::fprintf(stderr, "rlpost-bench: unknown subcommand '%s'\n%s", sub.c_str(), kUsage);
   return 2;
 }

@@ -1,5 +1,7 @@
 #include "cli/launcher.h"
 
+#include <algorithm>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -57,7 +59,8 @@ std::string Launcher::Tail(const std::string& path, int lines) const {
 }
 
 absl::Status Launcher::StartChild(const std::string& name, const std::string& binary,
-                                  std::vector<std::string> args, bool serves, bool log_stdout) {
+                                  std::vector<std::string> args, bool serves, bool log_stdout,
+                                  std::vector<int> cpus) {
   Child child;
   child.name = name;
   child.log_path = (fs::path(logs_dir_) / (FileName(name) + ".log")).string();
@@ -69,6 +72,7 @@ absl::Status Launcher::StartChild(const std::string& name, const std::string& bi
   argv.insert(argv.end(), args.begin(), args.end());
   argv.insert(argv.end(), child_args_.begin(), child_args_.end());
   child.process = std::make_unique<Subprocess>();
+  child.process->set_cpus(std::move(cpus));
   absl::Status s = log_stdout ? child.process->Start(argv, child.log_path)
                               : child.process->StartWithOutput(argv, "", child.log_path);
   if (!s.ok()) return absl::Status(s.code(), absl::StrCat("cannot start ", name, ": ", s.message()));
@@ -129,6 +133,22 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
     *err_ << "rlpost: " << config.status().message() << "\n";
     return kLaunchUsage;
   }
+  // Pinning (rollout.cpus, learner.cpus) may name only CPUs this process
+  // may use.
+  const std::vector<int> allowed = AllowedCpus();
+  for (const auto& [key, cpus] : {std::pair<const char*, const std::vector<int>*>{
+                                      "rollout.cpus", &config->rollout_cpus},
+                                  {"learner.cpus", &config->learner_cpus},
+                                  {"verifier.cpus", &config->verifier_cpus},
+                                  {"run.controller_cpus", &config->controller_cpus}}) {
+    for (int cpu : *cpus) {
+      if (std::find(allowed.begin(), allowed.end(), cpu) == allowed.end()) {
+        *err_ << "rlpost: config key '" << key << "' names CPU " << cpu
+              << ", but this machine lets rlpost use CPUs " << absl::StrJoin(allowed, ",") << "\n";
+        return kLaunchUsage;
+      }
+    }
+  }
   for (const char* binary : {"rlpost-verifier", "rlpost-learner", "rlpost-rollout",
                              "rlpost-controller"}) {
     const fs::path path = fs::path(bin_dir_) / binary;
@@ -184,16 +204,18 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
   };
   absl::StatusOr<int> master_port = PickFreePort();
   if (!master_port.ok()) return fail(master_port.status());
-  absl::Status s = StartChild("verifier", "rlpost-verifier", {}, /*serves=*/true, true);
+  absl::Status s = StartChild("verifier", "rlpost-verifier", {}, /*serves=*/true, true,
+                              config->verifier_cpus);
   for (int64_t rank = 0; s.ok() && rank < config->learner_world_size; ++rank) {
     s = StartChild(absl::StrCat("learner[", rank, "]"), "rlpost-learner",
                    {"--rank", absl::StrCat(rank), "--world-size",
                     absl::StrCat(config->learner_world_size), "--master-addr", "127.0.0.1",
                     "--master-port", absl::StrCat(*master_port)},
-                   /*serves=*/rank == 0, true);
+                   /*serves=*/rank == 0, true, config->learner_cpus);
   }
   for (int64_t i = 0; s.ok() && i < config->rollout_workers; ++i) {
-    s = StartChild(absl::StrCat("rollout[", i, "]"), "rlpost-rollout", {}, /*serves=*/true, true);
+    s = StartChild(absl::StrCat("rollout[", i, "]"), "rlpost-rollout", {}, /*serves=*/true, true,
+                   config->rollout_cpus);
   }
   if (s.ok()) s = WaitForPorts(kPortWait);
   if (!s.ok()) return fail(s);
@@ -216,7 +238,7 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
   s = StartChild("controller", "rlpost-controller",
                  {"--rollout", absl::StrJoin(rollouts, ","), "--verifier", verifier, "--learner",
                   learner},
-                 /*serves=*/true, /*log_stdout=*/false);
+                 /*serves=*/true, /*log_stdout=*/false, config->controller_cpus);
   if (!s.ok()) return fail(s);
   Child* controller = &children_.back();
   s = WaitForPorts(kPortWait);

@@ -48,7 +48,8 @@ class Launcher {
   };
 
   absl::Status StartChild(const std::string& name, const std::string& binary,
-                          std::vector<std::string> args, bool serves, bool log_stdout);
+                          std::vector<std::string> args, bool serves, bool log_stdout,
+                          std::vector<int> cpus = {});
   // Waits until every child with a port file has written it.
   absl::Status WaitForPorts(std::chrono::milliseconds timeout);
   // SIGTERM to every child, a grace period, then SIGKILL.

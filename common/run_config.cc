@@ -1,6 +1,10 @@
 #include "common/run_config.h"
 
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace rlpost {
 namespace {
@@ -107,6 +111,8 @@ std::vector<ConfigKey> Keys() {
       {"optim.grad_clip", T::kDouble, "1.0", "global gradient-norm clip (0 = off)"},
       {"rollout.workers", T::kInt, "2", "rollout worker processes"},
       {"rollout.threads", T::kInt, "1", "intra-op threads per rollout worker"},
+      {"rollout.cpus", T::kString, "",
+       "launcher: CPUs the rollout workers are pinned to, e.g. 0-3,6 (empty = any)"},
       {"rollout.drafter", T::kString, "none",
        "speculative decoding drafter: none, ngram, mtp (needs model.mtp_layers=1) or draft"},
       {"rollout.max_draft_tokens", T::kInt, "4", "largest draft length per step (0..16)"},
@@ -118,6 +124,12 @@ std::vector<ConfigKey> Keys() {
        "KV blocks per worker (0 = max_batch full-context samples)"},
       {"learner.world_size", T::kInt, "1", "learner ranks (torch c10d, Gloo)"},
       {"learner.threads", T::kInt, "1", "intra-op threads per learner rank"},
+      {"learner.cpus", T::kString, "",
+       "launcher: CPUs the learner ranks are pinned to, e.g. 1 (empty = any)"},
+      {"verifier.cpus", T::kString, "",
+       "launcher: CPUs the verifier (and its sandboxes) is pinned to (empty = any)"},
+      {"run.controller_cpus", T::kString, "",
+       "launcher: CPUs the controller is pinned to (empty = any)"},
       {"learner.activation_checkpointing", T::kBool, "false",
        "recompute each decoder block's activations in backward (less memory, ~1 extra forward)"},
       {"learner.dtype", T::kString, "float32",
@@ -376,6 +388,18 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   r.grad_clip = c.GetDouble("optim.grad_clip");
   r.rollout_workers = c.GetInt("rollout.workers");
   r.rollout_threads = c.GetInt("rollout.threads");
+  for (const auto& [key, field] : {std::pair<const char*, std::vector<int>*>{
+                                        "rollout.cpus", &r.rollout_cpus},
+                                    {"learner.cpus", &r.learner_cpus},
+                                    {"verifier.cpus", &r.verifier_cpus},
+                                    {"run.controller_cpus", &r.controller_cpus}}) {
+    absl::StatusOr<std::vector<int>> cpus = ParseCpuList(c.GetString(key));
+    if (!cpus.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config key '", key, "': ", cpus.status().message()));
+    }
+    *field = *std::move(cpus);
+  }
   r.learner_rendezvous_timeout_s = c.GetInt("learner.rendezvous_timeout_s");
   if (r.learner_rendezvous_timeout_s < 1) {
     return absl::InvalidArgumentError("config key 'learner.rendezvous_timeout_s' must be positive");
@@ -439,6 +463,26 @@ absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
   absl::StatusOr<Config> c = Config::Load(RunConfigSchema(), path, overrides);
   if (!c.ok()) return c.status();
   return ParseRunConfig(*c);
+}
+
+absl::StatusOr<std::vector<int>> ParseCpuList(const std::string& text) {
+  std::vector<int> cpus;
+  if (text.empty()) return cpus;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    std::vector<std::string> ends = absl::StrSplit(part, absl::MaxSplits('-', 1));
+    int lo = 0, hi = 0;
+    if (!absl::SimpleAtoi(ends[0], &lo) ||
+        !absl::SimpleAtoi(ends.size() > 1 ? ends[1] : ends[0], &hi) || lo < 0 || hi < lo ||
+        hi > 1023) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", text, "' is not a CPU list: give CPU numbers and ranges such as 0-3,6"));
+    }
+    for (int cpu = lo; cpu <= hi; ++cpu) {
+      if (std::find(cpus.begin(), cpus.end(), cpu) == cpus.end()) cpus.push_back(cpu);
+    }
+  }
+  std::sort(cpus.begin(), cpus.end());
+  return cpus;
 }
 
 }  // namespace rlpost

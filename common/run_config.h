@@ -112,6 +112,7 @@ struct RunConfig {
   // processes
   int64_t rollout_workers = 2;
   int64_t rollout_threads = 1;
+  std::vector<int> rollout_cpus;  // pinned by the launcher; empty: any CPU
   std::string rollout_drafter = "none";
   int64_t rollout_max_draft_tokens = 4;
   bool rollout_adaptive = true;
@@ -120,6 +121,9 @@ struct RunConfig {
   int64_t rollout_kv_blocks = 0;
   int64_t learner_world_size = 1;
   int64_t learner_threads = 1;
+  std::vector<int> learner_cpus;  // pinned by the launcher; empty: any CPU
+  std::vector<int> verifier_cpus;    // pinned by the launcher; empty: any CPU
+  std::vector<int> controller_cpus;  // pinned by the launcher; empty: any CPU
   int64_t learner_micro_batch_tokens = 4096;
   bool learner_activation_checkpointing = false;
   int64_t learner_retained_versions = 3;
@@ -139,5 +143,8 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& config);
 // Load + parse in one call; `path` may be empty (defaults).
 absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
                                         const std::vector<std::string>& overrides);
+
+// "0-3,6" -> {0, 1, 2, 3, 6} (sorted, no repeats); "" -> {}.
+absl::StatusOr<std::vector<int>> ParseCpuList(const std::string& text);
 
 }  // namespace rlpost

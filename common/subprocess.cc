@@ -1,5 +1,7 @@
 #include "common/subprocess.h"
 
+#include <sched.h>
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -34,6 +36,10 @@ absl::Status Subprocess::StartWithOutput(const std::vector<std::string>& argv,
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  cpu_set_t affinity;
+  CPU_ZERO(&affinity);
+  for (int cpu : cpus_) CPU_SET(cpu, &affinity);
+  const bool pin = !cpus_.empty();
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
@@ -58,6 +64,7 @@ absl::Status Subprocess::StartWithOutput(const std::vector<std::string>& argv,
       if (err_fd > STDERR_FILENO && err_fd != out_fd) close(err_fd);
     }
     if (out_fd > STDERR_FILENO) close(out_fd);
+    if (pin && sched_setaffinity(0, sizeof(affinity), &affinity) != 0) _exit(126);
     execv(args[0], args.data());
     _exit(127);
   }
@@ -142,6 +149,17 @@ absl::StatusOr<int> PickFreePort() {
   }
   close(fd);
   return static_cast<int>(ntohs(addr.sin_port));
+}
+
+std::vector<int> AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
 }
 
 std::string ExecutableDir() {

@@ -32,6 +32,10 @@ class Subprocess {
   absl::Status StartWithOutput(const std::vector<std::string>& argv,
                                const std::string& stdout_path, const std::string& stderr_path);
 
+  // CPUs the next started child is pinned to (sched_setaffinity before
+  // exec); empty: inherited.
+  void set_cpus(std::vector<int> cpus) { cpus_ = std::move(cpus); }
+
   pid_t pid() const { return pid_; }
   bool running();
   // Exit code, or 128+signal; only valid once !running().
@@ -45,6 +49,7 @@ class Subprocess {
 
  private:
   pid_t pid_ = -1;
+  std::vector<int> cpus_;
   bool reaped_ = false;
   int exit_code_ = -1;
 };
@@ -58,6 +63,9 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path, Subprocess* child,
 // A TCP port on 127.0.0.1 that was free a moment ago (for the learners'
 // rendezvous, which cannot use port 0; tests also use it for a closed port).
 absl::StatusOr<int> PickFreePort();
+
+// CPUs this process may run on (its affinity mask), ascending.
+std::vector<int> AllowedCpus();
 
 // Directory of the running executable (to find sibling binaries).
 std::string ExecutableDir();

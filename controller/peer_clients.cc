@@ -385,7 +385,11 @@ absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroup
   for (size_t i = 0; i < jobs.size(); ++i) pending.push_back(i);
   size_t in_flight = 0;
   absl::Status error;  // first fatal error
-  const size_t lanes = static_cast<size_t>(std::max(1, per_worker));
+  // No more lanes per worker than an even share of the jobs, so a few jobs
+  // spread over every worker instead of filling the first one's lanes.
+  const size_t live = static_cast<size_t>(std::max(1, live_rollout_count()));
+  const size_t lanes = std::min(static_cast<size_t>(std::max(1, per_worker)),
+                                (jobs.size() + live - 1) / live);
   std::vector<std::thread> threads;
   for (size_t w = 0; w < rollouts_.size(); ++w) {
     if (IsLost(w)) continue;

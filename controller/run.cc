@@ -41,6 +41,11 @@ TrainingRun::TrainingRun(RunConfig config, PeerAddresses peers, RunControl* cont
       control_(control),
       options_(std::move(options)),
       out_(options_.out != nullptr ? options_.out : &std::cout) {
+  if (options_.requests_per_worker <= 0) {
+    const int64_t group = std::max<int64_t>(1, config_.rl_group_size);
+    options_.requests_per_worker =
+        static_cast<int>(std::max<int64_t>(1, (config_.rollout_max_batch + group - 1) / group));
+  }
   clients_ = std::make_unique<PeerClients>(addresses_, TimeoutsOf(config_), &canceller_);
   control_->BeginRun(config_.name, config_.rl_steps);
 }
@@ -135,8 +140,15 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
   control_->SetHeldoutAccuracy(/*after_rl=*/false, before_accuracy);
 
   control_->BeginSteps();
+  const int64_t steps_before = steps_done_;
+  const Clock::time_point rl_start = Clock::now();
   s = config_.rl_mode == "async" ? RunStepsAsync(before_accuracy) : RunStepsSync(before_accuracy);
   if (!s.ok()) return s;
+  summary->rl_seconds = SecondsSince(rl_start);
+  summary->steps_per_hour =
+      summary->rl_seconds > 0 ? 3600.0 * static_cast<double>(steps_done_ - steps_before) /
+                                    summary->rl_seconds
+                              : 0.0;
 
   absl::StatusOr<EvalResult> after = Evaluate("after RL");
   if (!after.ok()) return after.status();

@@ -40,8 +40,9 @@ struct TrainingRunOptions {
   // Progress lines (one per step, plus phase lines) go here; not owned.
   std::ostream* out = nullptr;  // nullptr: std::cout
   // Generate requests kept in flight on each rollout worker, so a worker that
-  // batches concurrent requests can fill its batch.
-  int requests_per_worker = 4;
+  // batches concurrent requests can fill its batch. 0: enough groups to fill
+  // rollout.max_batch (at least 1).
+  int requests_per_worker = 0;
   // Sleeps between connection attempts; empty: real sleeps that end early on
   // Cancel().
   SleepFn sleep;

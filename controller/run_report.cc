@@ -74,6 +74,8 @@ std::string SummaryJson(const RunSummary& s) {
       Finite(100.0 * (s.heldout_accuracy_after - s.heldout_accuracy_before));
   j["heldout_problems"] = s.heldout_problems;
   j["steps"] = s.steps;
+  j["rl_seconds"] = Finite(s.rl_seconds);
+  j["steps_per_hour"] = Finite(s.steps_per_hour);
   j["steps_planned"] = s.steps_planned;
   j["sft_steps"] = s.sft_steps;
   j["final_weight_version"] = s.final_weight_version;

@@ -81,6 +81,10 @@ struct RunSummary {
   int64_t sft_steps = 0;
   int64_t final_weight_version = 0;
   double wall_seconds = 0.0;
+  // Wall time of the RL steps alone (no warm start, evals or final
+  // checkpoint), and RL steps per hour over it.
+  double rl_seconds = 0.0;
+  double steps_per_hour = 0.0;
   bool stopped_early = false;  // the operator stopped the run
   std::string checkpoint_dir;
 };

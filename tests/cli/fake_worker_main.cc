@@ -1,10 +1,11 @@
 // A stand-in for rlpost-rollout / rlpost-verifier / rlpost-learner (chosen by
 // the name it is run under) serving the in-process fakes of
-// tests/controller/fake_peers.h, so the launcher can be tested end to end
+// controller/testing/fake_peers.h, so the launcher can be tested end to end
 // without LibTorch. Accepts the launcher's flags; ignores the run config.
 //
 // Environment: FAKE_ROLLOUT_MODE=mixed|fail|hang; FAKE_EXIT_ROLE=<binary name>
-// makes that role exit with status 3 at start.
+// makes that role exit with status 3 at start. Prints the CPUs it may run on
+// ("cpus: 0,1") so tests can check the launcher's pinning.
 
 #include <cstdlib>
 #include <cstring>
@@ -12,8 +13,10 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "common/subprocess.h"
 #include "common/grpc_util.h"
-#include "tests/controller/fake_peers.h"
+#include "controller/testing/fake_peers.h"
 
 int main(int argc, char** argv) {
   rlpost::InstallShutdownSignals();
@@ -30,6 +33,7 @@ int main(int argc, char** argv) {
     std::cerr << role << ": failing at start as asked by FAKE_EXIT_ROLE\n";
     return 3;
   }
+  std::cerr << role << " cpus: " << absl::StrJoin(rlpost::AllowedCpus(), ",") << std::endl;
   if (role == "rlpost-learner" && rank != "0") {  // a follower rank serves nothing
     rlpost::WaitForShutdown();
     return 0;

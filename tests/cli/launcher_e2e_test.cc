@@ -127,6 +127,35 @@ TEST_F(BinaryTest, LauncherRunsAJobAndStopsEveryChild) {
   EXPECT_THAT(audit.output, HasSubstr("is '" + dir_ + "' a run directory?"));
 }
 
+TEST_F(BinaryTest, AsyncJobWithPinnedRolesStaysWithinItsStalenessBound) {
+  const std::string bin = FakeBinDir();
+  const int cpu = AllowedCpus().back();
+  const std::string config = WriteConfig("job.yaml", "learner:\n  world_size: 1\n");
+  testing::ProcessResult r = RunProcess(
+      {bin + "/rlpost", "train", "--config", config, "rl.mode=async", "rl.steps=4",
+       absl::StrCat("rollout.cpus=", cpu), absl::StrCat("learner.cpus=", cpu)},
+      dir_ + "/launcher.log");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("async mode: rollouts run up to 1 step(s) ahead"));
+  const std::string run = dir_ + "/runs/e2e";
+  EXPECT_THAT(ReadFile(run + "/logs/rollout-0.log"),
+              HasSubstr(absl::StrCat("rlpost-rollout cpus: ", cpu, "\n")));
+  EXPECT_THAT(ReadFile(run + "/logs/learner-0.log"),
+              HasSubstr(absl::StrCat("rlpost-learner cpus: ", cpu, "\n")));
+  testing::ProcessResult audit = RunProcess({bin + "/rlpost", "audit", run}, dir_ + "/audit.log");
+  EXPECT_EQ(audit.exit_code, 0) << audit.output;
+  EXPECT_THAT(audit.output, HasSubstr("samples: 64, lost: 0, duplicated: 0"));
+  EXPECT_THAT(audit.output, HasSubstr("staleness: max 1 (bound 1), over the bound: 0"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+
+  // A CPU the machine does not offer: exit 2 naming the key, nothing started.
+  r = RunProcess({bin + "/rlpost", "train", "--config", config, "learner.cpus=1023"},
+                 dir_ + "/launcher.log");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("config key 'learner.cpus' names CPU 1023"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+}
+
 TEST_F(BinaryTest, ControllerFailureShowsItsLogAndStopsEveryChild) {
   const std::string bin = FakeBinDir();
   setenv("FAKE_ROLLOUT_MODE", "fail", 1);

@@ -136,6 +136,22 @@ TEST(ConfigTest, StalenessBoundBelongsToAsyncMode) {
   EXPECT_EQ(LoadRunConfig("", {})->rl_max_staleness, 0);
 }
 
+TEST(ConfigTest, CpuListsParseAndBadOnesNameTheKey) {
+  EXPECT_EQ(*ParseCpuList("0-3,6,2"), (std::vector<int>{0, 1, 2, 3, 6}));
+  EXPECT_TRUE(ParseCpuList("")->empty());
+  for (const char* bad : {"x", "3-1", "-1", "1,,2", "0-2000"}) {
+    EXPECT_FALSE(ParseCpuList(bad).ok()) << bad;
+  }
+  absl::StatusOr<RunConfig> r = LoadRunConfig("", {"learner.cpus=1-"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("config key 'learner.cpus': '1-' is not a CPU list"));
+  r = LoadRunConfig("", {"rollout.cpus=0", "learner.cpus=1", "verifier.cpus=0-1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->rollout_cpus, std::vector<int>{0});
+  EXPECT_EQ(r->verifier_cpus, (std::vector<int>{0, 1}));
+}
+
 TEST(ConfigTest, ShippedConfigsLoad) {
   std::string root = std::getenv("RLPOST_SOURCE_DIR") ? std::getenv("RLPOST_SOURCE_DIR") : ".";
   for (const char* name : {"/configs/arith_grpo.yaml", "/configs/arith_grpo_quick.yaml"}) {

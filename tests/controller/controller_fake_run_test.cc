@@ -19,7 +19,7 @@
 #include "controller/run_control.h"
 #include "nlohmann/json.hpp"
 #include "controller/lineage.h"
-#include "tests/controller/fake_peers.h"
+#include "controller/testing/fake_peers.h"
 
 namespace rlpost {
 namespace {

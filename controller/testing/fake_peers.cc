@@ -1,4 +1,4 @@
-#include "tests/controller/fake_peers.h"
+#include "controller/testing/fake_peers.h"
 
 #include <algorithm>
 #include <chrono>
