@@ -69,6 +69,10 @@ absl::Status Launcher::StartChild(const std::string& name, const std::string& bi
     child.port_file = (fs::path(ports_dir_) / (FileName(name) + ".port")).string();
     argv.insert(argv.end(), {"--listen", "127.0.0.1:0", "--port-file", child.port_file});
   }
+  // Every process serves Prometheus /metrics on a port of its choosing.
+  child.metrics_port_file = (fs::path(ports_dir_) / (FileName(name) + ".metrics.port")).string();
+  argv.insert(argv.end(), {"--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                           child.metrics_port_file});
   argv.insert(argv.end(), args.begin(), args.end());
   argv.insert(argv.end(), child_args_.begin(), child_args_.end());
   child.process = std::make_unique<Subprocess>();
@@ -78,6 +82,12 @@ absl::Status Launcher::StartChild(const std::string& name, const std::string& bi
   if (!s.ok()) return absl::Status(s.code(), absl::StrCat("cannot start ", name, ": ", s.message()));
   children_.push_back(std::move(child));
   return absl::OkStatus();
+}
+
+int Launcher::MetricsPort(const Child& child) const {
+  std::ifstream in(child.metrics_port_file);
+  int port = 0;
+  return (in >> port) ? port : 0;
 }
 
 absl::Status Launcher::WaitForPorts(std::chrono::milliseconds timeout) {
@@ -227,10 +237,13 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
     if (c.name == "verifier") verifier = address;
     if (c.name == "learner[0]") learner = address;
     if (c.name.rfind("rollout[", 0) == 0) rollouts.push_back(address);
-    *out_ << absl::StrFormat("rlpost:   %-12s %-18s pid %-7d log %s\n", c.name,
+    const int metrics_port = MetricsPort(c);
+    *out_ << absl::StrFormat("rlpost:   %-12s %-18s pid %-7d metrics %-6s log %s\n", c.name,
                              c.port > 0 ? address
                                         : absl::StrCat("(rendezvous :", *master_port, ")"),
-                             c.process->pid(), c.log_path);
+                             c.process->pid(),
+                             metrics_port > 0 ? absl::StrCat(":", metrics_port) : "-",
+                             c.log_path);
   }
   *out_ << std::flush;
 
@@ -245,8 +258,13 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
   // A controller that already exited is reported below, with its log.
   if (!s.ok() && controller->process->running()) return fail(s);
   if (s.ok()) {
+    const int metrics_port = MetricsPort(*controller);
     *out_ << "rlpost:   controller   127.0.0.1:" << controller->port << "  (rlctl --addr 127.0.0.1:"
-          << controller->port << " status)\n"
+          << controller->port << " status)"
+          << (metrics_port > 0 ? absl::StrCat("  metrics http://127.0.0.1:", metrics_port,
+                                              "/metrics")
+                               : "")
+          << "\n"
           << std::flush;
   }
   while (controller->process->running()) {

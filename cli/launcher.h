@@ -44,12 +44,15 @@ class Launcher {
     std::string log_path;
     std::string port_file;  // empty: the child serves no gRPC
     int port = 0;
+    std::string metrics_port_file;  // its Prometheus endpoint's port
     std::unique_ptr<Subprocess> process;
   };
 
   absl::Status StartChild(const std::string& name, const std::string& binary,
                           std::vector<std::string> args, bool serves, bool log_stdout,
                           std::vector<int> cpus = {});
+  // The child's metrics port, once it has written it (0 before).
+  int MetricsPort(const Child& child) const;
   // Waits until every child with a port file has written it.
   absl::Status WaitForPorts(std::chrono::milliseconds timeout);
   // SIGTERM to every child, a grace period, then SIGKILL.

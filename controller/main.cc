@@ -14,6 +14,7 @@
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "common/metrics_http_server.h"
 #include "common/run_config.h"
 #include "controller/control_service.h"
 #include "controller/run.h"
@@ -30,6 +31,7 @@ int Main(int argc, char** argv) {
   InstallShutdownSignals();
   SetLogRole("controller");
   std::string listen, port_file, config_path, rollout, verifier, learner, token_file;
+  std::string metrics_listen, metrics_port_file;
   const std::vector<FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve the control API on (port 0: any free port)"},
       {"port-file", &port_file, "write the chosen port to this file"},
@@ -40,6 +42,9 @@ int Main(int argc, char** argv) {
       {"token-file", &token_file,
        "file holding a bearer token that pause, resume, stop, checkpoint and worker "
        "registration must carry"},
+      {"metrics-listen", &metrics_listen,
+       "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
+      {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
   };
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
@@ -93,6 +98,16 @@ int Main(int argc, char** argv) {
     absl::StatusOr<Config> raw = Config::Load(RunConfigSchema(), config_path, overrides);
     if (raw.ok()) control.SetConfigYaml(raw->ToYaml());
   }
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (!metrics_listen.empty()) {
+    auto started = StartMetricsEndpoint(metrics_listen, metrics_port_file, "controller");
+    if (!started.ok()) {
+      std::cerr << "rlpost-controller: " << started.status().message() << "\n";
+      return started.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                                           : kExitFailed;
+    }
+    metrics = *std::move(started);
+  }
   ControlServiceImpl service(&control, token);
   absl::StatusOr<std::unique_ptr<ServerHost>> host =
       ServerHost::Start(listen, {&service}, port_file, "controller");
@@ -122,6 +137,7 @@ int Main(int argc, char** argv) {
   }
   runner.join();
   (*host)->Shutdown();
+  if (metrics) metrics->Stop();
   std::cout << std::flush;
   if (interrupted) {
     std::cerr << "rlpost-controller: " << result.message() << "\n";

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_util.h"
+#include "common/metrics_registry.h"
 #include "common/seed.h"
 
 namespace rlpost {
@@ -406,6 +407,10 @@ absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroup
             pending.pop_front();
             request = jobs[i].request;
             ++in_flight;
+            DefaultMetrics().Set("rlpost_controller_generate_queue_depth", {},
+                                 static_cast<double>(pending.size()));
+            DefaultMetrics().Set("rlpost_controller_generate_in_flight", {},
+                                 static_cast<double>(in_flight));
           }
           std::vector<v1::Completion> partial;
           absl::StatusOr<std::vector<v1::Completion>> r =
@@ -500,6 +505,7 @@ absl::StatusOr<std::vector<v1::Verdict>> PeerClients::VerifyAll(
     // with backoff (net.connect_retries, net.connect_backoff_ms). Verifying
     // is stateless, so a retried batch cannot count twice.
     int attempts = 0;
+    const auto batch_start = std::chrono::steady_clock::now();
     absl::Status s = RetryWithBackoff(
         [&]() -> absl::Status {
           if (attempts++ > 0) verifier_retries_.fetch_add(1);
@@ -512,6 +518,13 @@ absl::StatusOr<std::vector<v1::Verdict>> PeerClients::VerifyAll(
         },
         retry_policy_, who, sleep_ ? sleep_ : RealSleep());
     if (!s.ok()) return s;
+    MetricsRegistry& m = DefaultMetrics();
+    m.Declare("rlpost_controller_verify_batch_seconds", MetricsRegistry::Type::kHistogram,
+              "Seconds of one verify batch as the controller sees it (retries included).",
+              {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30});
+    m.Observe("rlpost_controller_verify_batch_seconds", {},
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - batch_start).count());
+    m.Add("rlpost_controller_verified_items_total", {}, static_cast<double>(end - begin));
     if (static_cast<size_t>(response.verdicts_size()) != end - begin) {
       return absl::DataLossError(absl::StrCat(who, " returned ", response.verdicts_size(),
                                               " verdicts for ", end - begin, " items"));

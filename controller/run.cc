@@ -651,6 +651,7 @@ absl::Status TrainingRun::TrainStep(StepRollouts rollouts, bool sync_after) {
   metrics.flush();
   if (!metrics) return absl::InternalError(absl::StrCat("cannot append to '", metrics_path_, "'"));
   control_->RecordStep(step, m.reward_mean, m.accuracy);
+  ExportStepMetrics(m);
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/metrics_registry.h"
 #include "nlohmann/json.hpp"
 
 namespace rlpost {
@@ -63,6 +64,37 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["groups_dropped"] = m.groups_dropped;
   j["samples_resampled"] = m.samples_resampled;
   return j.dump();
+}
+
+void ExportStepMetrics(const StepMetrics& m) {
+  MetricsRegistry& r = DefaultMetrics();
+  r.Declare("rlpost_controller_step_seconds", MetricsRegistry::Type::kHistogram,
+            "Wall seconds of an RL step.", {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900});
+  r.Observe("rlpost_controller_step_seconds", {}, m.step_seconds);
+  r.Set("rlpost_controller_step", {}, static_cast<double>(m.step));
+  r.Set("rlpost_controller_weight_version", {}, static_cast<double>(m.weight_version));
+  r.Set("rlpost_controller_reward_mean", {}, Finite(m.reward_mean));
+  r.Set("rlpost_controller_accuracy", {}, Finite(m.accuracy));
+  r.Set("rlpost_controller_response_length_mean", {}, Finite(m.response_len_mean));
+  r.Set("rlpost_controller_tokens_per_second", {}, Finite(m.tokens_per_sec));
+  r.Set("rlpost_controller_approx_kl", {}, Finite(m.approx_kl));
+  r.Set("rlpost_controller_ref_kl", {}, Finite(m.ref_kl));
+  r.Set("rlpost_controller_entropy", {}, Finite(m.entropy));
+  r.Set("rlpost_controller_clip_fraction", {}, Finite(m.clip_fraction));
+  r.Set("rlpost_controller_loss", {}, Finite(m.loss));
+  r.Set("rlpost_controller_staleness_max", {}, static_cast<double>(m.staleness_max));
+  r.Set("rlpost_controller_staleness_mean", {}, Finite(m.staleness_mean));
+  r.Set("rlpost_controller_buffered_steps", {}, static_cast<double>(m.buffered_steps));
+  r.Add("rlpost_controller_steps_total", {{"trained", m.trained ? "true" : "false"}});
+  r.Add("rlpost_controller_samples_trained_total", {}, static_cast<double>(m.samples_trained));
+  r.Add("rlpost_controller_groups_total", {{"outcome", "kept"}}, static_cast<double>(m.groups_kept));
+  r.Add("rlpost_controller_groups_total", {{"outcome", "uniform"}},
+        static_cast<double>(m.groups_uniform));
+  r.Add("rlpost_controller_groups_total", {{"outcome", "dropped"}},
+        static_cast<double>(m.groups_dropped));
+  r.Add("rlpost_controller_samples_resampled_total", {}, static_cast<double>(m.samples_resampled));
+  r.Add("rlpost_controller_workers_lost_total", {}, static_cast<double>(m.workers_lost));
+  r.Add("rlpost_controller_verifier_retries_total", {}, static_cast<double>(m.verifier_retries));
 }
 
 std::string SummaryJson(const RunSummary& s) {

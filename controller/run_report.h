@@ -70,6 +70,9 @@ struct StepMetrics {
 std::string FormatProgressLine(const StepMetrics& m);
 // One line of metrics.jsonl (no trailing newline).
 std::string MetricsJsonLine(const StepMetrics& m);
+// The step into DefaultMetrics() (the controller's /metrics): gauges of the
+// latest step, counters summed over steps, a histogram of step seconds.
+void ExportStepMetrics(const StepMetrics& m);
 
 struct RunSummary {
   std::string run_name;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "common/metrics_registry.h"
 #include "common/weight_chunks.h"
 #include "learner/lr_schedule.h"
 #include "model/safetensors.h"
@@ -127,6 +128,26 @@ LearnerServiceImpl::LearnerServiceImpl(Trainer* trainer, ProcessGroupHandle* gro
   Publish();
 }
 
+namespace {
+
+// The step just trained, for /metrics.
+void ExportTrainMetrics(const v1::TrainResult& r) {
+  MetricsRegistry& m = DefaultMetrics();
+  m.Add("rlpost_learner_steps_total", {{"result", r.skipped() ? "skipped" : "applied"}});
+  m.Add("rlpost_learner_tokens_total", {}, static_cast<double>(r.tokens()));
+  m.Add("rlpost_learner_train_seconds_total", {}, r.seconds());
+  m.Set("rlpost_learner_weight_version", {}, static_cast<double>(r.weight_version()));
+  m.Set("rlpost_learner_loss", {}, r.loss());
+  m.Set("rlpost_learner_grad_norm", {}, r.grad_norm());
+  m.Set("rlpost_learner_clip_fraction", {}, r.clip_fraction());
+  m.Set("rlpost_learner_approx_kl", {}, r.approx_kl());
+  m.Set("rlpost_learner_ref_kl", {}, r.ref_kl());
+  m.Set("rlpost_learner_entropy", {}, r.entropy());
+  m.Set("rlpost_learner_value_loss", {}, r.value_loss());
+}
+
+}  // namespace
+
 void LearnerServiceImpl::Publish() {
   auto weights = std::make_shared<const std::vector<RawTensor>>(trainer_->ExportWeights());
   std::lock_guard<std::mutex> lock(published_mu_);
@@ -177,6 +198,7 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* /*context*/,
   }
   response->set_tokens(stats->tokens);
   response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  ExportTrainMetrics(*response);
   response->set_world_size(group_ != nullptr ? group_->world_size() : 1);
   return grpc::Status::OK;
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "common/metrics_http_server.h"
 #include "common/run_config.h"
 #include "learner/collective.h"
 #include "learner/learner_service.h"
@@ -35,7 +36,7 @@ std::string EnvChain(std::initializer_list<const char*> names, const std::string
 int main(int argc, char** argv) {
   using namespace rlpost;
   InstallShutdownSignals();
-  std::string listen, port_file, config_path, resume, help;
+  std::string listen, port_file, config_path, resume, help, metrics_listen, metrics_port_file;
   std::string rank_s = EnvChain({"RANK", "PET_NODE_RANK", "JOB_COMPLETION_INDEX"}, "0"),
               world_s = EnvChain({"WORLD_SIZE", "PET_NNODES"}, ""),
               master_addr = EnvChain({"MASTER_ADDR", "PET_MASTER_ADDR"}, "127.0.0.1"),
@@ -51,6 +52,9 @@ int main(int argc, char** argv) {
       {"world-size", &world_s, "number of ranks (default $WORLD_SIZE or learner.world_size)"},
       {"master-addr", &master_addr, "rendezvous host (default $MASTER_ADDR or 127.0.0.1)"},
       {"master-port", &master_port_s, "rendezvous port (default $MASTER_PORT or 29500)"},
+      {"metrics-listen", &metrics_listen,
+       "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
+      {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
       {"help", &help, "show this help"},
   };
   std::vector<std::string> overrides;
@@ -72,6 +76,15 @@ int main(int argc, char** argv) {
   }
   if (world == 0) world = static_cast<int>(config->learner_world_size);
   SetLogRole("learner[" + std::to_string(rank) + "]");
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (!metrics_listen.empty()) {
+    auto started = StartMetricsEndpoint(metrics_listen, metrics_port_file, "rlpost-learner");
+    if (!started.ok()) {
+      std::cerr << "rlpost-learner: " << started.status().message() << "\n";
+      return started.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    metrics = *std::move(started);
+  }
   at::set_num_threads(static_cast<int>(config->learner_threads));
 
   std::unique_ptr<ProcessGroupHandle> group;
@@ -135,5 +148,6 @@ int main(int argc, char** argv) {
   WaitForShutdown();
   (*host)->Shutdown();
   service.StopFollowers();
+  if (metrics) metrics->Stop();
   return 0;
 }

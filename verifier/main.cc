@@ -16,7 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
-#include "verifier/metrics_http_server.h"
+#include "common/metrics_http_server.h"
 #include "verifier/verifier_service.h"
 
 namespace {
@@ -149,26 +149,15 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<rlpost::MetricsHttpServer> metrics;
   if (!metrics_listen.empty()) {
-    auto started = rlpost::MetricsHttpServer::Start(
-        metrics_listen, [&service] { return service.RenderMetrics(); });
+    auto started = rlpost::StartMetricsEndpoint(metrics_listen, metrics_port_file,
+                                                "rlpost-verifier",
+                                                [&service] { return service.RenderMetrics(); });
     if (!started.ok()) {
       std::fprintf(stderr, "rlpost-verifier: %s\n",
                    std::string(started.status().message()).c_str());
       return started.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : 1;
     }
     metrics = *std::move(started);
-    std::printf("rlpost-verifier metrics on http://%s:%d/metrics\n",
-                metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(), metrics->port());
-    std::fflush(stdout);
-    if (!metrics_port_file.empty()) {
-      const std::string tmp = metrics_port_file + ".tmp";
-      std::ofstream(tmp, std::ios::trunc) << metrics->port() << "\n";
-      if (std::rename(tmp.c_str(), metrics_port_file.c_str()) != 0) {
-        std::fprintf(stderr, "rlpost-verifier: cannot write --metrics-port-file '%s'\n",
-                     metrics_port_file.c_str());
-        return kExitUsage;
-      }
-    }
   }
 
   auto host = rlpost::ServerHost::Start(listen, {&service}, port_file, "rlpost-verifier");

@@ -8,7 +8,7 @@ else()
 endif()
 add_library(rlpost_verifier STATIC
   verifier_service.cc judge_pool.cc result_cache.cc verifier_metrics.cc
-  metrics_http_server.cc ${RLPOST_VERIFIER_CODE_BRIDGE})
+  ${RLPOST_VERIFIER_CODE_BRIDGE})
 add_library(rlpost::verifier ALIAS rlpost_verifier)
 target_link_libraries(rlpost_verifier PUBLIC
   rlpost::verifier_math rlpost::proto rlpost::grpc_common

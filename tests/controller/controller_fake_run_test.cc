@@ -18,6 +18,7 @@
 #include "controller/run.h"
 #include "controller/run_control.h"
 #include "nlohmann/json.hpp"
+#include "common/metrics_registry.h"
 #include "controller/lineage.h"
 #include "controller/testing/fake_peers.h"
 
@@ -104,9 +105,23 @@ class FakeRunTest : public ::testing::Test {
 TEST_F(FakeRunTest, ThreeStepsEndWithEveryWorkerOnTheLatestVersion) {
   FakeCluster cluster(2);
   RunControl control;
+  MetricsRegistry& registry = DefaultMetrics();
+  const double steps_before = registry.Value("rlpost_controller_steps_total", {{"trained", "true"}}) +
+                              registry.Value("rlpost_controller_steps_total", {{"trained", "false"}});
+  const double verified_before = registry.Value("rlpost_controller_verified_items_total");
   TrainingRun run(SmallConfig(dir_), AddressesOf(cluster), &control, Options());
   absl::StatusOr<RunSummary> summary = run.Run();
   ASSERT_TRUE(summary.ok()) << summary.status();
+  // The controller's /metrics figures: 3 steps; 10 + 10 held-out items and
+  // 3 x 16 RL samples verified; the last step's gauges.
+  EXPECT_EQ(registry.Value("rlpost_controller_steps_total", {{"trained", "true"}}) +
+                registry.Value("rlpost_controller_steps_total", {{"trained", "false"}}) -
+                steps_before,
+            3);
+  EXPECT_EQ(registry.Value("rlpost_controller_verified_items_total") - verified_before, 20 + 48);
+  EXPECT_EQ(registry.Value("rlpost_controller_step"), 3);
+  EXPECT_EQ(registry.Value("rlpost_controller_weight_version"), cluster.learner.version());
+  EXPECT_THAT(registry.Render(), HasSubstr("# TYPE rlpost_controller_verify_batch_seconds histogram"));
 
   const int64_t latest = cluster.learner.version();
   EXPECT_GE(latest, 2);  // the SFT steps at least
@@ -521,7 +536,7 @@ TEST_F(FakeRunTest, AsyncStopRecordsTheRolloutsGatheredAheadAsUnused) {
   RunControl control;
   TrainingRun run(config, AddressesOf(cluster), &control, Options());
   cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
-    if (b.step() == 2) control.Stop();
+    if (b.step() == 2) (void)control.Stop();
   });
   absl::StatusOr<RunSummary> summary = run.Run();
   ASSERT_TRUE(summary.ok()) << summary.status();

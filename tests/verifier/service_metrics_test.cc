@@ -10,7 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "verifier/metrics_http_server.h"
+#include "common/metrics_http_server.h"
 #include "verifier/verifier_metrics.h"
 
 namespace rlpost {

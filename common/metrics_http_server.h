@@ -44,4 +44,14 @@ class MetricsHttpServer {
   std::thread thread_;
 };
 
+// What every rlpost binary does with --metrics-listen / --metrics-port-file:
+// serves DefaultMetrics() followed by `extra()` (may be empty) on `listen`,
+// prints "<role> metrics on http://HOST:PORT/metrics" and writes the port to
+// `port_file` (write-then-rename; empty: none). Errors name the flag:
+// kInvalidArgument for a bad address or port file, kUnavailable for a failed
+// bind.
+absl::StatusOr<std::unique_ptr<MetricsHttpServer>> StartMetricsEndpoint(
+    const std::string& listen, const std::string& port_file, const std::string& role,
+    std::function<std::string()> extra = nullptr);
+
 }  // namespace rlpost

@@ -1,4 +1,4 @@
-#include "verifier/metrics_http_server.h"
+#include "common/metrics_http_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <fstream>
 #include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/metrics_registry.h"
 
 namespace rlpost {
 
@@ -183,6 +186,31 @@ void MetricsHttpServer::Answer(int fd) {
   std::string response = Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", body);
   if (method == "HEAD") response.resize(response.size() - body.size());
   WriteAll(fd, response);
+}
+
+absl::StatusOr<std::unique_ptr<MetricsHttpServer>> StartMetricsEndpoint(
+    const std::string& listen, const std::string& port_file, const std::string& role,
+    std::function<std::string()> extra) {
+  auto render = [extra = std::move(extra)] {
+    std::string text = DefaultMetrics().Render();
+    if (extra) text += extra();
+    return text;
+  };
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
+      MetricsHttpServer::Start(listen, std::move(render));
+  if (!server.ok()) return server.status();
+  std::printf("%s metrics on http://%s:%d/metrics\n", role.c_str(),
+              listen.substr(0, listen.rfind(':')).c_str(), (*server)->port());
+  std::fflush(stdout);
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp, std::ios::trunc) << (*server)->port() << "\n";
+    if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot write --metrics-port-file '", port_file, "'"));
+    }
+  }
+  return server;
 }
 
 }  // namespace rlpost
