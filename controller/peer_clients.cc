@@ -139,6 +139,17 @@ absl::StatusOr<v1::SaveCheckpointResponse> PeerClients::SaveCheckpoint(
   return response;
 }
 
+absl::StatusOr<v1::LearnerInfo> PeerClients::Restore(const std::string& directory) {
+  v1::RestoreRequest request;
+  request.set_directory(directory);
+  v1::LearnerInfo info;
+  grpc::Status s = canceller_->Call(timeouts_.rpc, [&](grpc::ClientContext* ctx) {
+    return learner_->Restore(ctx, request, &info);
+  });
+  if (!s.ok()) return FromGrpcStatus(s, absl::StrCat("learner ", learner_address_, " Restore"));
+  return info;
+}
+
 absl::StatusOr<WeightSet> PeerClients::FetchWeights(bool bf16, int64_t version) {
   WeightSet weights;
   v1::GetWeightsRequest request;

@@ -40,6 +40,8 @@ struct PeerAddresses {
 // the learner and pushing it to the workers.
 struct WeightSet {
   int64_t version = 0;
+  // The first chunk carries `rollback`: workers take this version even when
+  // they hold a newer one (after a resume from an older checkpoint).
   std::vector<v1::WeightChunk> chunks;
   int64_t bytes = 0;
 };
@@ -68,6 +70,9 @@ class PeerClients {
   absl::StatusOr<v1::SaveCheckpointResponse> SaveCheckpoint(const std::string& directory,
                                                             int keep_last = 0,
                                                             const std::string& client_state = "");
+  // Rolls every learner rank back to the checkpoint at `directory` (or the
+  // newest under a keep-last root); the learner's info after it.
+  absl::StatusOr<v1::LearnerInfo> Restore(const std::string& directory);
   // Every chunk of weight `version` (0: the learner's latest), in bfloat16
   // on the wire when `bf16`.
   absl::StatusOr<WeightSet> FetchWeights(bool bf16 = false, int64_t version = 0);

@@ -135,6 +135,12 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
     absl::StatusOr<EvalResult> before = Evaluate("before RL");
     if (!before.ok()) return before.status();
     before_accuracy = before->accuracy();
+    if (config_.run_checkpoint_every > 0) {
+      // Step 0: a crash in any RL step can resume without redoing the warm
+      // start or the first evaluation.
+      s = SaveRunCheckpoint(0, before_accuracy, rl_cursor_->position());
+      if (!s.ok()) return s;
+    }
   }
   summary->sft_steps = sft_steps_done_;
   control_->SetHeldoutAccuracy(/*after_rl=*/false, before_accuracy);
@@ -252,6 +258,10 @@ absl::Status TrainingRun::SyncWeights(int64_t version) {
   absl::StatusOr<WeightSet> weights =
       clients_->FetchWeights(config_.learner_publish_dtype == "bfloat16", version);
   if (!weights.ok()) return weights.status();
+  if (rollback_next_sync_ && !weights->chunks.empty()) {
+    weights->chunks.front().set_rollback(true);
+    rollback_next_sync_ = false;
+  }
   if (weights->version != version) {
     return absl::DataLossError(absl::StrCat("learner ", addresses_.learner,
                                             " GetWeights sent version ", weights->version,
@@ -920,12 +930,22 @@ absl::Status TrainingRun::SaveRunCheckpoint(int64_t step, double before_accuracy
 }
 
 absl::StatusOr<double> TrainingRun::ResumeFromLearner() {
+  control_->SetActivity("restoring the last checkpoint");
+  std::error_code ec;
+  const std::string root = std::filesystem::absolute(config_.CheckpointRoot(), ec).string();
+  absl::StatusOr<v1::LearnerInfo> restored = clients_->Restore(root);
+  if (!restored.ok()) {
+    return absl::Status(restored.status().code(),
+                        absl::StrCat("run.resume: ", restored.status().message(),
+                                     " (a run saves checkpoints with run.checkpoint_every > 0)"));
+  }
+  learner_info_ = *restored;
+  version_ = restored->weight_version();
+  rollback_next_sync_ = true;
   const std::string& dir = learner_info_.resumed_from();
-  if (dir.empty() || learner_info_.client_state().empty()) {
+  if (learner_info_.client_state().empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "run.resume is set but learner ", addresses_.learner,
-        " did not resume from a run checkpoint; start every learner rank with run.resume=true "
-        "(or --resume ", config_.CheckpointRoot(), ")"));
+        "run.resume: checkpoint ", dir, " holds no controller state (it was not written by a run)"));
   }
   const nlohmann::json state =
       nlohmann::json::parse(learner_info_.client_state(), nullptr, /*allow_exceptions=*/false);

@@ -134,8 +134,9 @@ class TrainingRun {
   // controller's (step, data cursor, held-out baseline) as client_state.
   absl::Status SaveRunCheckpoint(int64_t step, double before_accuracy,
                                  const ProblemCursor::Position& cursor);
-  // run.resume: restores the controller's state from the checkpoint the
-  // learner resumed from; returns the held-out accuracy before RL.
+  // run.resume: rolls the learner back to the newest run checkpoint (every
+  // rank, whether or not it restarted) and restores the controller's state
+  // saved with it; returns the held-out accuracy before RL.
   absl::StatusOr<double> ResumeFromLearner();
   // Membership changes asked for through the control API, applied between
   // steps: drained rollout workers leave; registered ones join (the current
@@ -176,6 +177,9 @@ class TrainingRun {
   int64_t version_ = 0;  // the learner's latest weight version (training thread)
   // The version every live rollout worker holds (rollout-side thread).
   int64_t worker_version_ = 0;
+  // The next weight sync follows a resume: workers may hold newer weights
+  // from the interrupted attempt and must take the older version.
+  bool rollback_next_sync_ = false;
   std::mutex print_mu_;
   Pipeline pipeline_;
   v1::LearnerInfo learner_info_;  // as of Connect()

@@ -16,6 +16,7 @@ namespace {
 // Command channel rank 0 -> other ranks: one tag byte, then the payload.
 constexpr char kTrainTag = 'T';
 constexpr char kStopTag = 'Q';
+constexpr char kRestoreTag = 'R';
 
 }  // namespace
 
@@ -260,6 +261,40 @@ grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext* /*context*/
   return grpc::Status::OK;
 }
 
+grpc::Status LearnerServiceImpl::Restore(grpc::ServerContext* /*context*/,
+                                         const v1::RestoreRequest* request,
+                                         v1::LearnerInfo* response) {
+  if (request->directory().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("Restore needs a checkpoint directory"));
+  }
+  std::lock_guard<std::mutex> lock(train_mu_);
+  // Rank 0 first: a checkpoint it cannot read changes nothing anywhere.
+  absl::StatusOr<ResumePoint> point = trainer_->LoadCheckpoint(request->directory());
+  if (!point.ok()) return ToGrpcStatus(point.status());
+  if (group_ != nullptr && group_->world_size() > 1) {
+    std::string payload(1, kRestoreTag);
+    payload += point->directory;  // the resolved one: every rank loads the same
+    absl::Status s = group_->BroadcastBytes(&payload);
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  {
+    std::lock_guard<std::mutex> published(published_mu_);
+    published_.clear();
+  }
+  Publish();
+  resumed_ = *point;
+  steps_ = point->optimizer_steps;
+  RLPOST_LOG(INFO) << "restored " << point->directory << " (weight version "
+                   << point->weight_version << ") on every rank";
+  response->set_weight_version(trainer_->weight_version());
+  response->set_world_size(group_ != nullptr ? group_->world_size() : 1);
+  response->set_model(trainer_->Describe());
+  response->set_steps(steps_);
+  response->set_resumed_from(resumed_.directory);
+  response->set_client_state(resumed_.client_state);
+  return grpc::Status::OK;
+}
+
 grpc::Status LearnerServiceImpl::GetInfo(grpc::ServerContext* /*context*/,
                                          const v1::GetInfoRequest* /*request*/,
                                          v1::LearnerInfo* response) {
@@ -288,6 +323,16 @@ absl::Status RunFollower(Trainer* trainer, ProcessGroupHandle* group, const RunC
     absl::Status s = group->BroadcastBytes(&payload);
     if (!s.ok()) return s;
     if (payload.empty() || payload[0] == kStopTag) return absl::OkStatus();
+    if (payload[0] == kRestoreTag) {
+      absl::StatusOr<ResumePoint> point = trainer->LoadCheckpoint(payload.substr(1));
+      if (!point.ok()) {
+        return absl::Status(point.status().code(),
+                            absl::StrCat("restore on rank ", group->rank(), ": ",
+                                         point.status().message()));
+      }
+      RLPOST_LOG(INFO) << "restored " << point->directory;
+      continue;
+    }
     v1::TrainBatch batch;
     if (payload[0] != kTrainTag || !batch.ParseFromString(payload.substr(1))) {
       return absl::InternalError("malformed command from learner rank 0");

@@ -39,6 +39,8 @@ class LearnerServiceImpl final : public v1::LearnerService::Service {
   grpc::Status SaveCheckpoint(grpc::ServerContext* context,
                               const v1::SaveCheckpointRequest* request,
                               v1::SaveCheckpointResponse* response) override;
+  grpc::Status Restore(grpc::ServerContext* context, const v1::RestoreRequest* request,
+                       v1::LearnerInfo* response) override;
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
                        v1::LearnerInfo* response) override;
 

@@ -162,7 +162,9 @@ grpc::Status RolloutServiceImpl::UpdateWeights(grpc::ServerContext* /*context*/,
   WeightAssembler assembler;
   v1::WeightChunk chunk;
   std::string target, config_json;
+  bool rollback = false;
   while (reader->Read(&chunk)) {
+    rollback = rollback || chunk.rollback();
     if (!chunk.target().empty()) target = chunk.target();
     if (!chunk.model_config_json().empty()) config_json = chunk.model_config_json();
     absl::Status s = assembler.Add(chunk);
@@ -172,10 +174,10 @@ grpc::Status RolloutServiceImpl::UpdateWeights(grpc::ServerContext* /*context*/,
   if (!tensors.ok()) return ToGrpcStatus(tensors.status());
   absl::Status s;
   if (target.empty() || target == "policy") {
-    if (assembler.version() < engine_->weight_version()) {
+    if (assembler.version() < engine_->weight_version() && !rollback) {
       return ToGrpcStatus(absl::FailedPreconditionError(
           absl::StrCat("weight version ", assembler.version(), " is older than the loaded ",
-                       engine_->weight_version())));
+                       engine_->weight_version(), " (and not marked as a rollback)")));
     }
     s = engine_->UpdateWeights(assembler.version(), *tensors);
   } else if (target == "draft") {

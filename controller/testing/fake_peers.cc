@@ -137,7 +137,9 @@ grpc::Status FakeRollout::UpdateWeights(grpc::ServerContext*,
   int64_t version = -1, bytes = 0;
   int32_t tensor_count = 0;
   std::vector<std::string> names;
+  bool rollback = false;
   while (reader->Read(&chunk)) {
+    rollback = rollback || chunk.rollback();
     if (Crc32c(chunk.data()) != chunk.checksum()) {
       return grpc::Status(grpc::StatusCode::DATA_LOSS,
                           absl::StrCat("checksum mismatch in ", chunk.tensor_name()));
@@ -155,6 +157,11 @@ grpc::Status FakeRollout::UpdateWeights(grpc::ServerContext*,
                         absl::StrCat("got ", names.size(), " tensors of ", tensor_count));
   }
   absl::MutexLock lock(&mu_);
+  if (version < version_ && !rollback) {  // as the real worker refuses it
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("weight version ", version, " is older than the loaded ",
+                                     version_));
+  }
   version_ = version;
   received_.push_back(version);
   response->set_weight_version(version);
@@ -313,6 +320,29 @@ grpc::Status FakeLearner::SaveCheckpoint(grpc::ServerContext*,
   response->set_directory(dir);
   response->set_weight_version(version_);
   return grpc::Status::OK;
+}
+
+grpc::Status FakeLearner::Restore(grpc::ServerContext*, const v1::RestoreRequest* request,
+                                  v1::LearnerInfo* response) {
+  absl::MutexLock lock(&mu_);
+  if (saved_.dir.empty() || saved_.dir.rfind(request->directory(), 0) != 0) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no trainer checkpoint under '", request->directory(), "'"));
+  }
+  resumed_ = saved_;
+  version_ = saved_.version;
+  ++restores_;
+  response->set_weight_version(version_);
+  response->set_world_size(1);
+  response->set_model("fake");
+  response->set_resumed_from(resumed_.dir);
+  response->set_client_state(resumed_.client_state);
+  return grpc::Status::OK;
+}
+
+int64_t FakeLearner::restores() const {
+  absl::MutexLock lock(&mu_);
+  return restores_;
 }
 
 bool FakeLearner::RestartFromLastCheckpoint() {

@@ -100,8 +100,12 @@ class FakeLearner final : public v1::LearnerService::Service {
                               v1::SaveCheckpointResponse* response) override;
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
                        v1::LearnerInfo* response) override;
+  // Back to the last keep-last checkpoint saved under request->directory().
+  grpc::Status Restore(grpc::ServerContext* context, const v1::RestoreRequest* request,
+                       v1::LearnerInfo* response) override;
 
   int64_t version() const;
+  int64_t restores() const;
   std::vector<v1::TrainBatch> batches() const;
   std::string checkpoint_dir() const;
   // Acts as a learner restarted with --resume on its last keep-last
@@ -116,6 +120,7 @@ class FakeLearner final : public v1::LearnerService::Service {
   std::string checkpoint_dir_ ABSL_GUARDED_BY(mu_);
   TrainHook hook_ ABSL_GUARDED_BY(mu_);
   int64_t critic_only_steps_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t restores_ ABSL_GUARDED_BY(mu_) = 0;
   struct Saved {
     std::string dir;
     std::string client_state;

@@ -388,17 +388,18 @@ TEST_F(FakeRunTest, ARestartedRunResumesFromTheLastCheckpointWithoutLosingSample
   config.run_checkpoint_every = 2;
   config.rl_skip_uniform_groups = false;  // every step trains: versions are predictable
   {
-    // Attempt 1 dies while step 3 trains: the last checkpoint is step 2's.
+    // The controller dies while step 4 trains: the last checkpoint is step
+    // 2's (version 4); the learner and the workers live on at version 5+.
     RunControl control;
     TrainingRun run(config, AddressesOf(cluster), &control, Options());
     cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
-      if (b.step() == 3) run.Cancel();
+      if (b.step() == 4) run.Cancel();
     });
     EXPECT_EQ(run.Run().status().code(), absl::StatusCode::kCancelled);
     cluster.learner.set_train_hook(nullptr);
   }
-  ASSERT_TRUE(cluster.learner.RestartFromLastCheckpoint());
-  EXPECT_EQ(cluster.learner.version(), 4);  // 2 SFT + 2 RL steps
+  EXPECT_GE(cluster.learner.version(), 5);
+  EXPECT_EQ(cluster.rollouts[0]->version(), 5);
 
   config.run_resume = true;
   RunControl control;
@@ -407,10 +408,16 @@ TEST_F(FakeRunTest, ARestartedRunResumesFromTheLastCheckpointWithoutLosingSample
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_EQ(summary->steps, 5);
   EXPECT_THAT(out_.str(), HasSubstr("resumed from " + dir_ + "/fake_run/checkpoints/version-000000004 after step 2"));
-  // No second warm start; steps 3-5 trained once more after the restart.
+  // The restarted controller rolled the live learner back (one Restore) and
+  // the workers with it (5 -> 4, marked as a rollback); no second warm
+  // start; steps 3-5 trained once more.
+  EXPECT_EQ(cluster.learner.restores(), 1);
+  const std::vector<int64_t> received = cluster.rollouts[0]->received_versions();
+  EXPECT_EQ(std::vector<int64_t>(received.end() - 4, received.end()),
+            (std::vector<int64_t>{4, 5, 6, 7}));
   std::vector<int64_t> steps;
   for (const v1::TrainBatch& b : cluster.learner.batches()) steps.push_back(b.step());
-  EXPECT_EQ(steps, (std::vector<int64_t>{0, 0, 1, 2, 3, 3, 4, 5}));
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 0, 1, 2, 3, 4, 3, 4, 5}));
   EXPECT_EQ(cluster.rollouts[0]->version(), 7);
   // Metrics hold each step once; lineage has nothing lost or duplicated.
   EXPECT_EQ(MetricColumn<int64_t>(dir_ + "/fake_run", "step"),
@@ -425,8 +432,10 @@ TEST_F(FakeRunTest, ARestartedRunResumesFromTheLastCheckpointWithoutLosingSample
   RunControl control2;
   TrainingRun orphan(config, AddressesOf(fresh), &control2, Options());
   absl::StatusOr<RunSummary> failed = orphan.Run();
-  EXPECT_EQ(failed.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("did not resume from a run checkpoint"));
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(failed.status().message()),
+              HasSubstr("run.resume: learner " + fresh.learner_address() +
+                        " Restore: no trainer checkpoint under"));
 }
 
 // Behaviour versions of the RL batches, in step order.
