@@ -76,12 +76,116 @@ absl::Status Launcher::StartChild(const std::string& name, const std::string& bi
   argv.insert(argv.end(), args.begin(), args.end());
   argv.insert(argv.end(), child_args_.begin(), child_args_.end());
   child.process = std::make_unique<Subprocess>();
-  child.process->set_cpus(std::move(cpus));
+  child.process->set_cpus(cpus);
   absl::Status s = log_stdout ? child.process->Start(argv, child.log_path)
                               : child.process->StartWithOutput(argv, "", child.log_path);
   if (!s.ok()) return absl::Status(s.code(), absl::StrCat("cannot start ", name, ": ", s.message()));
+  child.argv = std::move(argv);
+  child.log_stdout = log_stdout;
+  child.cpus = std::move(cpus);
   children_.push_back(std::move(child));
   return absl::OkStatus();
+}
+
+absl::Status Launcher::RestartChild(Child* child, const std::vector<std::string>& flags,
+                                    const std::vector<std::string>& overrides,
+                                    const std::vector<std::pair<std::string, std::string>>& replace) {
+  std::vector<std::string> argv = child->argv;
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    // The same gRPC port, so the others keep reaching it.
+    if (argv[i] == "--listen" && child->port > 0) argv[i + 1] = absl::StrCat("127.0.0.1:", child->port);
+    for (const auto& [flag, value] : replace) {
+      if (argv[i] == flag) argv[i + 1] = value;
+    }
+  }
+  argv.insert(argv.begin() + 1, flags.begin(), flags.end());
+  argv.insert(argv.end(), overrides.begin(), overrides.end());
+  ++child->restarts;
+  child->process = std::make_unique<Subprocess>();
+  child->process->set_cpus(child->cpus);
+  absl::Status s = child->log_stdout ? child->process->Start(argv, child->log_path)
+                                     : child->process->StartWithOutput(argv, "", child->log_path);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("cannot restart ", child->name, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+void Launcher::RestartLostServices(const RunConfig& config, int controller_port) {
+  for (Child& c : children_) {
+    const bool rollout = c.name.rfind("rollout[", 0) == 0;
+    if ((c.name != "verifier" && !rollout) || c.process->running()) continue;
+    if (c.restarts >= config.run_restart_limit) continue;  // reported once, below
+    const int code = c.process->exit_code();
+    std::vector<std::string> flags;
+    if (rollout) {
+      // It comes back empty: it registers, gets the current weights, then serves.
+      flags = {"--controller", absl::StrCat("127.0.0.1:", controller_port), "--advertise",
+               absl::StrCat("127.0.0.1:", c.port)};
+    }
+    *out_ << "rlpost: " << c.name << " exited with status " << code << "; starting it again on 127.0.0.1:"
+          << c.port << " (restart " << c.restarts + 1 << " of " << config.run_restart_limit
+          << ")\n"
+          << std::flush;
+    absl::Status s = RestartChild(&c, flags, {});
+    if (!s.ok()) *err_ << "rlpost: " << s.message() << "\n";
+    if (c.restarts >= config.run_restart_limit) {
+      *out_ << "rlpost: " << c.name << " reached run.restart_limit (" << config.run_restart_limit
+            << "); it will not be started again\n"
+            << std::flush;
+    }
+  }
+}
+
+bool Launcher::LearnerRankDied() {
+  for (Child& c : children_) {
+    if (c.name.rfind("learner[", 0) == 0 && !c.process->running()) return true;
+  }
+  return false;
+}
+
+bool Launcher::RestartRun(const RunConfig& config, int code) {
+  Child* controller = nullptr;
+  std::vector<Child*> learners;
+  bool learner_died = false;
+  for (Child& c : children_) {
+    if (c.name == "controller") controller = &c;
+    if (c.name.rfind("learner[", 0) == 0) {
+      learners.push_back(&c);
+      learner_died = learner_died || !c.process->running();
+    }
+  }
+  const bool killed = code > 128 && code != 128 + SIGTERM;
+  if (controller == nullptr || ShutdownRequested() || (!killed && !learner_died) ||
+      config.run_checkpoint_every <= 0 || controller->restarts >= config.run_restart_limit) {
+    return false;
+  }
+  if (learner_died) {
+    // A learner group cannot take a rank back: every rank starts again, on a
+    // fresh rendezvous port, and the controller restores the checkpoint.
+    for (Child* l : learners) l->process->Stop(kStopGrace);
+    absl::StatusOr<int> master_port = PickFreePort();
+    if (!master_port.ok()) return false;
+    *out_ << "rlpost: a learner rank died; starting every rank again\n" << std::flush;
+    for (Child* l : learners) {
+      absl::Status s =
+          RestartChild(l, {}, {}, {{"--master-port", absl::StrCat(*master_port)}});
+      if (!s.ok()) {
+        *err_ << "rlpost: " << s.message() << "\n";
+        return false;
+      }
+    }
+  }
+  *out_ << "rlpost: the controller exited with status " << code
+        << "; starting it again with run.resume=true (restart " << controller->restarts + 1
+        << " of " << config.run_restart_limit << ")\n"
+        << std::flush;
+  absl::Status s = RestartChild(controller, {}, {"run.resume=true"});
+  if (!s.ok()) {
+    *err_ << "rlpost: " << s.message() << "\n";
+    return false;
+  }
+  return true;
 }
 
 int Launcher::MetricsPort(const Child& child) const {
@@ -259,7 +363,8 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
   if (!s.ok() && controller->process->running()) return fail(s);
   if (s.ok()) {
     const int metrics_port = MetricsPort(*controller);
-    *out_ << "rlpost:   controller   127.0.0.1:" << controller->port << "  (rlctl --addr 127.0.0.1:"
+    *out_ << "rlpost:   controller   127.0.0.1:" << controller->port << "  pid "
+          << controller->process->pid() << "  (rlctl --addr 127.0.0.1:"
           << controller->port << " status)"
           << (metrics_port > 0 ? absl::StrCat("  metrics http://127.0.0.1:", metrics_port,
                                               "/metrics")
@@ -267,15 +372,28 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
           << "\n"
           << std::flush;
   }
-  while (controller->process->running()) {
-    if (ShutdownRequested()) {
-      *err_ << "rlpost: interrupted; stopping every process\n";
-      StopAll();
-      return kLaunchInterrupted;
+  const int controller_port = controller->port;
+  int code = 0;
+  while (true) {
+    while (controller->process->running()) {
+      if (ShutdownRequested()) {
+        *err_ << "rlpost: interrupted; stopping every process\n";
+        StopAll();
+        return kLaunchInterrupted;
+      }
+      RestartLostServices(*config, controller_port);
+      if (LearnerRankDied() && config->run_checkpoint_every > 0 &&
+          controller->restarts < config->run_restart_limit) {
+        // The controller would wait on a training group that cannot answer:
+        // end it now; RestartRun starts every rank and the controller again.
+        controller->process->Stop(kStopGrace);
+        break;
+      }
+      controller->process->Wait(std::chrono::milliseconds(100));
     }
-    controller->process->Wait(std::chrono::milliseconds(100));
+    code = controller->process->exit_code();
+    if (code == 0 || !RestartRun(*config, code)) break;
   }
-  const int code = controller->process->exit_code();
   const std::string controller_log = controller->log_path;
   StopAll();
   if (code != 0) {

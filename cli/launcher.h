@@ -46,11 +46,32 @@ class Launcher {
     int port = 0;
     std::string metrics_port_file;  // its Prometheus endpoint's port
     std::unique_ptr<Subprocess> process;
+    // How it was started, to start it again the same way (same port).
+    std::vector<std::string> argv;
+    bool log_stdout = true;
+    std::vector<int> cpus;
+    int restarts = 0;
   };
 
   absl::Status StartChild(const std::string& name, const std::string& binary,
                           std::vector<std::string> args, bool serves, bool log_stdout,
                           std::vector<int> cpus = {});
+  // Starts `child` again on its port, with `flags` after the program name
+  // and `overrides` at the end; `replace` swaps flag values ("--master-port"
+  // -> new value). The log is appended to.
+  absl::Status RestartChild(Child* child, const std::vector<std::string>& flags,
+                            const std::vector<std::string>& overrides,
+                            const std::vector<std::pair<std::string, std::string>>& replace = {});
+  // Supervision while the controller runs: a verifier or rollout worker that
+  // exits is started again (up to run.restart_limit times each; a rollout
+  // worker re-registers with the controller).
+  void RestartLostServices(const RunConfig& config, int controller_port);
+  // The controller exited with `code`: when it was killed (a signal other
+  // than SIGTERM) or a learner rank died, and checkpoints are on, starts the
+  // learner ranks (if any died) and the controller again with run.resume.
+  // True when it did.
+  bool RestartRun(const RunConfig& config, int code);
+  bool LearnerRankDied();
   // The child's metrics port, once it has written it (0 before).
   int MetricsPort(const Child& child) const;
   // Waits until every child with a port file has written it.

@@ -67,6 +67,8 @@ std::vector<ConfigKey> Keys() {
       {"run.keep_checkpoints", T::kInt, "3", "periodic checkpoints kept (the newest N)"},
       {"run.resume", T::kBool, "false",
        "continue the run from runs/<name>/checkpoints (learner state and data cursor)"},
+      {"run.restart_limit", T::kInt, "3",
+       "rlpost train: times a crashed verifier, rollout worker or controller is started again"},
       {"run.lineage_file_mb", T::kInt, "64",
        "rotate the sample records (runs/<name>/samples/*.jsonl) after this many MiB"},
       {"rl.gae_gamma", T::kDouble, "1.0", "gae: discount"},
@@ -312,6 +314,10 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "reinforce_pp_baseline or gae, got '", r.rl_advantage, "'"));
   }
   r.run_lineage_file_mb = c.GetInt("run.lineage_file_mb");
+  r.run_restart_limit = c.GetInt("run.restart_limit");
+  if (r.run_restart_limit < 0) {
+    return absl::InvalidArgumentError("config key 'run.restart_limit' must not be negative");
+  }
   r.rl_group_deadline_ms = c.GetInt("rl.group_deadline_ms");
   if (r.rl_group_deadline_ms < 0) {
     return absl::InvalidArgumentError("config key 'rl.group_deadline_ms' must not be negative");

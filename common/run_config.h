@@ -67,6 +67,7 @@ struct RunConfig {
   int64_t rl_dynamic_sampling_rounds = 0;
   int64_t rl_group_deadline_ms = 0;            // 0: no straggler deadline
   std::string rl_straggler_policy = "resample";  // or "drop"
+  int64_t run_restart_limit = 3;  // launcher: restarts per crashed service
   std::string rl_mode = "sync";                 // or "async"
   // Weight versions a trained sample's oldest token may lag the learner's
   // version at the step that trains it: 0 in sync mode, >= 1 in async mode.

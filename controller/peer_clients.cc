@@ -249,10 +249,10 @@ absl::StatusOr<int> PeerClients::AddRollout(const std::string& address) {
   std::lock_guard<std::mutex> lock(lost_mu_);
   for (size_t i = 0; i < rollouts_.size(); ++i) {
     if (rollouts_[i].address != address) continue;
-    if (!rollouts_[i].lost) {
-      return absl::AlreadyExistsError(absl::StrCat("rollout ", address, " is already serving"));
-    }
-    rollouts_[i].lost = false;  // back after being lost
+    // Back after being lost, or registering again while still counted as
+    // serving: a restarted process whose loss nobody noticed yet. Either way
+    // it gets the weights again before serving.
+    rollouts_[i].lost = false;
     return static_cast<int>(i);
   }
   Rollout r;

@@ -112,10 +112,10 @@ class PeerClients {
   absl::StatusOr<std::vector<std::vector<v1::Completion>>> GenerateAll(
       const std::vector<v1::GenerateRequest>& requests, int per_worker);
 
-  // Adds a rollout worker at `address` (or takes a lost one at that address
-  // back) and returns its index. Not while a GenerateGroups/PushWeights call
-  // runs (the run loop calls it between steps). A worker that is live
-  // already: ALREADY_EXISTS.
+  // Adds a rollout worker at `address` (or takes one at that address back:
+  // lost, or restarted before its loss was noticed) and returns its index.
+  // Not while a GenerateGroups/PushWeights call runs (the run loop calls it
+  // between steps).
   absl::StatusOr<int> AddRollout(const std::string& address);
   // Takes the live worker at `address` out of service (as if lost, without
   // a failure). NOT_FOUND for an address that is not serving;

@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   RolloutServiceImpl service(engine->get());
+  if (!controller.empty()) service.RequireWeightsBeforeServing();
   std::unique_ptr<MetricsHttpServer> metrics;
   if (!metrics_listen.empty()) {
     RolloutEngine* e = engine->get();

@@ -57,6 +57,10 @@ RolloutServiceImpl::RolloutServiceImpl(RolloutEngine* engine) : engine_(engine) 
 grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext* context,
                                           const v1::GenerateRequest* request,
                                           grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  if (awaiting_weights_.load()) {
+    return ToGrpcStatus(absl::UnavailableError(
+        "joining: waiting for the controller to send the current weights"));
+  }
   std::vector<int> prompt = {CharTokenizer::kBos};
   if (request->prompt_token_ids_size() > 0) {
     prompt.insert(prompt.end(), request->prompt_token_ids().begin(),
@@ -180,6 +184,7 @@ grpc::Status RolloutServiceImpl::UpdateWeights(grpc::ServerContext* /*context*/,
                        engine_->weight_version(), " (and not marked as a rollback)")));
     }
     s = engine_->UpdateWeights(assembler.version(), *tensors);
+    if (s.ok()) awaiting_weights_.store(false);
   } else if (target == "draft") {
     if (config_json.empty()) {
       return ToGrpcStatus(absl::InvalidArgumentError(

@@ -17,6 +17,11 @@ class RolloutServiceImpl final : public v1::RolloutService::Service {
  public:
   explicit RolloutServiceImpl(RolloutEngine* engine);  // not owned
 
+  // A worker joining a running job (rlpost-rollout --controller) must not
+  // serve with its initial weights: until the first policy UpdateWeights,
+  // Generate answers UNAVAILABLE (the controller re-queues such requests).
+  void RequireWeightsBeforeServing() { awaiting_weights_.store(true); }
+
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
   grpc::Status UpdateWeights(grpc::ServerContext* context,
@@ -29,6 +34,7 @@ class RolloutServiceImpl final : public v1::RolloutService::Service {
   RolloutEngine* engine_;
   CharTokenizer tokenizer_;
   std::atomic<int32_t> active_{0};
+  std::atomic<bool> awaiting_weights_{false};
 };
 
 }  // namespace rlpost
