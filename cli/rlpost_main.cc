@@ -41,7 +41,7 @@ int Audit(const std::string& run_dir) {
   std::cout << "samples: " << report->samples << ", lost: " << report->lost
             << ", duplicated: " << report->duplicated << "\n";
   std::cout << "issued: " << report->issued << ", used for training: " << report->used
-            << ", dropped as stragglers: " << report->dropped << "\n";
+            << ", dropped (stragglers, partial at run end): " << report->dropped << "\n";
   if (report->staleness_bound >= 0) {
     std::cout << "staleness: max " << report->staleness_max << " (bound "
               << report->staleness_bound << "), over the bound: " << report->stale << "\n";

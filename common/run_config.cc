@@ -95,6 +95,11 @@ std::vector<ConfigKey> Keys() {
        "train with the experts the rollout routed each response token to"},
       {"rl.group_deadline_ms", T::kInt, "0",
        "straggler deadline of one group's generation (0 = none)"},
+      {"rl.partial_rollout_tokens", T::kInt, "0",
+       "partial rollouts: tokens a sample may generate per step before it is cut and continued "
+       "in the next step (0 = off)"},
+      {"rl.partial_rollout_max_carries", T::kInt, "2",
+       "partial rollouts: steps a group may be carried before it must finish"},
       {"rl.mode", T::kString, "sync",
        "sync (generate, then train on it) or async (generate the next steps while training)"},
       {"rl.max_staleness", T::kInt, "0",
@@ -327,6 +332,17 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'rl.straggler_policy' must be resample or drop, got '",
         r.rl_straggler_policy, "'"));
+  }
+  r.rl_partial_rollout_tokens = c.GetInt("rl.partial_rollout_tokens");
+  r.rl_partial_rollout_max_carries = c.GetInt("rl.partial_rollout_max_carries");
+  if (r.rl_partial_rollout_tokens < 0) {
+    return absl::InvalidArgumentError(
+        "config key 'rl.partial_rollout_tokens' must not be negative (0 turns it off)");
+  }
+  if (r.rl_partial_rollout_max_carries < 1 || r.rl_partial_rollout_max_carries > 16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'rl.partial_rollout_max_carries' must be in [1, 16], got ",
+        r.rl_partial_rollout_max_carries));
   }
   r.rl_mode = c.GetString("rl.mode");
   if (r.rl_mode != "sync" && r.rl_mode != "async") {

@@ -154,8 +154,15 @@ absl::StatusOr<AuditReport> AuditRun(const std::string& run_dir) {
           return absl::DataLossError(absl::StrCat(where, ": resume record without after_step"));
         }
         const int64_t after = j["after_step"];
+        // A record belongs to the step it was written in ("at_step"; a
+        // continued partial rollout is keyed by the earlier step it was
+        // issued in).
         lines.erase(std::remove_if(lines.begin(), lines.end(),
-                                   [&](const Line& l) { return l.j["step"].get<int64_t>() > after; }),
+                                   [&](const Line& l) {
+                                     const nlohmann::json& at =
+                                         l.j.contains("at_step") ? l.j["at_step"] : l.j["step"];
+                                     return at.is_number_integer() && at.get<int64_t>() > after;
+                                   }),
                     lines.end());
         continue;
       }

@@ -450,7 +450,10 @@ absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroup
             for (size_t k = 0; k < members[job.group].size(); ++k) {
               if (!members[job.group][k]) missing.push_back(static_cast<int32_t>(k));
             }
-            if (policy.resample && !job.retry && !missing.empty()) {
+            // A continued partial rollout cannot be asked for under a new
+            // seed: its group is dropped instead.
+            if (policy.resample && !job.retry && !missing.empty() &&
+                job.request.resume().empty()) {
               Job again{job.group, job.request, missing, true};
               again.request.set_n(static_cast<int32_t>(missing.size()));
               again.request.mutable_params()->set_seed(

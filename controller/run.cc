@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/logging.h"
@@ -138,7 +139,7 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
     if (config_.run_checkpoint_every > 0) {
       // Step 0: a crash in any RL step can resume without redoing the warm
       // start or the first evaluation.
-      s = SaveRunCheckpoint(0, before_accuracy, rl_cursor_->position());
+      s = SaveRunCheckpoint(0, before_accuracy, rl_cursor_->position(), carried_);
       if (!s.ok()) return s;
     }
   }
@@ -319,14 +320,42 @@ absl::StatusOr<TrainingRun::EvalResult> TrainingRun::Evaluate(const char* label)
 absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
     int64_t step, int64_t round, const std::vector<const Problem*>& problems) {
   ScoredGroups out;
-  out.problems = problems;
-  std::vector<v1::GenerateRequest> requests(problems.size());
+  out.round = round;
+  const bool partial = config_.rl_partial_rollout_tokens > 0;
+  // The last step finishes everything: nothing is left partial at the end.
+  const bool last_step = step >= config_.rl_steps;
+  // Round 0 continues the groups carried from the previous step first.
+  std::vector<CarriedGroup> resumed;
+  if (round == 0) resumed = std::move(carried_), carried_.clear();
+  const size_t n_resumed = resumed.size();
+  std::vector<v1::GenerateRequest> requests(n_resumed + problems.size());
+  // For a resumed group: the original sample_index of each member sent back
+  // (they go renumbered 0..m-1, as the worker numbers a request's samples).
+  std::vector<std::vector<int32_t>> resumed_index(n_resumed);
+  for (size_t g = 0; g < n_resumed; ++g) {
+    CarriedGroup& c = resumed[g];
+    v1::GenerateRequest& r = requests[g];
+    r = c.request;
+    r.clear_resume();
+    for (const v1::Completion& m : c.members) {
+      if (m.finish_reason() != v1::FINISH_REASON_PARTIAL) continue;
+      resumed_index[g].push_back(m.sample_index());
+      v1::Completion* sent = r.add_resume();
+      *sent = m;
+      sent->set_sample_index(static_cast<int32_t>(resumed_index[g].size()) - 1);
+    }
+    r.set_n(r.resume_size());
+    r.set_token_budget(last_step || c.carries + 1 >= config_.rl_partial_rollout_max_carries
+                           ? 0
+                           : config_.rl_partial_rollout_tokens);
+  }
   for (size_t i = 0; i < problems.size(); ++i) {
-    v1::GenerateRequest& r = requests[i];
+    v1::GenerateRequest& r = requests[n_resumed + i];
     r.set_prompt_id(problems[i]->id);
     r.set_prompt(problems[i]->prompt);
     r.set_n(static_cast<int32_t>(config_.rl_group_size));
     r.set_return_routed_experts(config_.rl_router_replay);
+    if (partial && !last_step) r.set_token_budget(config_.rl_partial_rollout_tokens);
     v1::SamplingParams* p = r.mutable_params();
     p->set_temperature(static_cast<float>(config_.rl_temperature));
     p->set_top_p(static_cast<float>(config_.rl_top_p));
@@ -338,15 +367,15 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
                                         {static_cast<uint64_t>(step), static_cast<uint64_t>(i),
                                          static_cast<uint64_t>(round)}));
   }
-  out.round = round;
-  for (size_t i = 0; i < requests.size(); ++i) {
+  for (size_t i = 0; i < problems.size(); ++i) {
+    const v1::GenerateRequest& r = requests[n_resumed + i];
     absl::Status s = lineage_->Append(nlohmann::ordered_json{{"type", "issued"},
                                        {"step", step},
                                        {"round", round},
                                        {"group", i},
-                                       {"prompt_id", requests[i].prompt_id()},
-                                       {"n", requests[i].n()},
-                                       {"seed", requests[i].params().seed()}});
+                                       {"prompt_id", r.prompt_id()},
+                                       {"n", r.n()},
+                                       {"seed", r.params().seed()}});
     if (!s.ok()) return s;
   }
   const Clock::time_point generate_start = Clock::now();
@@ -360,30 +389,81 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
   out.generate_seconds = SecondsSince(generate_start);
   for (size_t i = 0; i < groups->size(); ++i) {
     PeerClients::GroupResult& g = (*groups)[i];
-    out.dropped.push_back(g.dropped);
-    out.groups_dropped += g.dropped ? 1 : 0;
+    const bool is_resumed = i < n_resumed;
+    ScoredGroups::Origin origin =
+        is_resumed ? resumed[i].origin
+                   : ScoredGroups::Origin{step, round, static_cast<int64_t>(i - n_resumed)};
+    const Problem* problem = is_resumed ? resumed[i].problem : problems[i - n_resumed];
+    const int64_t carries = is_resumed ? resumed[i].carries + 1 : 0;
+    std::vector<v1::Completion> members;
+    if (is_resumed && !g.dropped) {
+      // The members that had finished, plus the continued ones back under
+      // their own sample_index.
+      members = resumed[i].members;
+      for (v1::Completion& c : g.completions) {
+        const int32_t k = c.sample_index();
+        if (k < 0 || k >= static_cast<int32_t>(resumed_index[i].size())) {
+          return absl::DataLossError(absl::StrCat("a continued sample of prompt '",
+                                                  c.prompt_id(), "' came back as sample ", k));
+        }
+        c.set_sample_index(resumed_index[i][static_cast<size_t>(k)]);
+        members[static_cast<size_t>(c.sample_index())] = std::move(c);
+      }
+    } else {
+      members = std::move(g.completions);
+    }
     out.samples_resampled += g.resampled;
-    out.groups.push_back(std::move(g.completions));
     if (g.dropped) {
+      out.groups_dropped += 1;
       // Accounted for in the lineage, so the audit does not call its
       // samples lost.
       absl::Status s = lineage_->Append(nlohmann::ordered_json{{"type", "dropped"},
-                                                               {"step", step},
-                                                               {"round", round},
-                                                               {"group", i},
+                                                               {"step", origin.step},
+                                                               {"round", origin.round},
+                                                               {"group", origin.group},
+                                                               {"at_step", step},
                                                                {"reason", "deadline"}});
       if (!s.ok()) return s;
+    } else {
+      bool unfinished = false;
+      for (const v1::Completion& c : members) {
+        unfinished = unfinished || c.finish_reason() == v1::FINISH_REASON_PARTIAL;
+      }
+      if (unfinished) {
+        // Cut at the token budget: continued at the start of the next step.
+        CarriedGroup carry;
+        carry.origin = origin;
+        carry.problem = problem;
+        carry.request = requests[i];
+        carry.request.clear_resume();
+        carry.request.set_n(static_cast<int32_t>(members.size()));
+        carry.members = std::move(members);
+        carry.carries = carries;
+        carried_.push_back(std::move(carry));
+        ++out.groups_carried;
+        continue;
+      }
     }
+    out.problems.push_back(problem);
+    out.origins.push_back(origin);
+    out.carries.push_back(is_resumed ? carries : 0);
+    out.dropped.push_back(g.dropped);
+    out.groups.push_back(g.dropped ? std::vector<v1::Completion>{} : std::move(members));
   }
 
-  // Every token must come from the version the workers were synced to (the
-  // learner's latest in sync mode; in async mode a bounded-stale one).
+  // Every token generated now must come from the version the workers were
+  // synced to (the learner's latest in sync mode; in async mode a
+  // bounded-stale one); tokens of a continued sample generated in earlier
+  // steps come from older versions.
   for (size_t i = 0; i < out.groups.size(); ++i) {
     for (const v1::Completion& c : out.groups[i]) {
       ++out.samples;
       out.tokens += c.token_ids_size();
+      bool current_seen = false;
       for (int64_t v : c.weight_versions()) {
-        if (v != worker_version_) {
+        const bool older_ok = out.carries[i] > 0 && !current_seen && v < worker_version_;
+        current_seen = current_seen || v == worker_version_;
+        if (v != worker_version_ && !older_ok) {
           return absl::FailedPreconditionError(absl::StrCat(
               "rollout ", clients_->rollout_address(static_cast<int>(i) % clients_->rollout_count()),
               " sampled prompt '", c.prompt_id(), "' with weight version ", v,
@@ -402,7 +482,7 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
       item.set_id(absl::StrCat(step, "/", round, "/", i, "/", c.sample_index()));
       item.set_kind("math");
       item.set_response(c.text());
-      item.set_reference(problems[i]->answer);
+      item.set_reference(out.problems[i]->answer);
       items.push_back(std::move(item));
     }
   }
@@ -445,7 +525,10 @@ absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) 
   // further prompts, at most rl.dynamic_sampling_rounds extra rounds.
   const int64_t wanted = config_.rl_prompts_per_step;
   for (int64_t round = 0;; ++round) {
-    const int64_t take = round == 0 ? wanted : wanted - out.kept_count;
+    // Groups carried from the previous step count toward round 0's prompts.
+    const int64_t take =
+        round == 0 ? std::max<int64_t>(0, wanted - static_cast<int64_t>(carried_.size()))
+                   : wanted - out.kept_count;
     control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": generating",
                                        round > 0 ? absl::StrCat(" (refill ", round, ")") : ""));
     absl::StatusOr<ScoredGroups> scored = SampleAndScore(step, round, rl_cursor_->Take(take));
@@ -463,6 +546,7 @@ absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) 
     }
     m.groups_dropped += scored->groups_dropped;
     m.samples_resampled += scored->samples_resampled;
+    m.groups_carried += scored->groups_carried;
     out.rounds.push_back(*std::move(scored));
     if (!config_.rl_skip_uniform_groups || out.kept_count >= wanted ||
         round >= config_.rl_dynamic_sampling_rounds) {
@@ -472,6 +556,7 @@ absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) 
   m.refill_rounds = static_cast<int64_t>(out.rounds.size()) - 1;
   m.step_seconds = SecondsSince(start);  // the generation side; TrainStep adds its part
   out.cursor_after = rl_cursor_->position();
+  out.carried_after = carried_;
   return out;
 }
 
@@ -596,11 +681,13 @@ absl::Status TrainingRun::TrainStep(StepRollouts rollouts, bool sync_after) {
         int64_t oldest = learner_version;
         for (int64_t v : c.weight_versions()) oldest = std::min(oldest, v);
         const int64_t lag = learner_version - oldest;
-        if (lag > config_.rl_max_staleness) {
+        // A continued partial rollout may lag one more version per carry.
+        if (lag > config_.rl_max_staleness + r.carries[i]) {
           return absl::InternalError(absl::StrCat(
               "step ", step, ": sample ", c.sample_index(), " of prompt '", c.prompt_id(),
               "' is ", lag, " weight versions behind the learner (", learner_version,
-              "), over rl.max_staleness ", config_.rl_max_staleness));
+              "), over rl.max_staleness ", config_.rl_max_staleness, " + ", r.carries[i],
+              " carries"));
         }
         m.staleness_max = std::max(m.staleness_max, lag);
         stale_sum += lag;
@@ -666,11 +753,12 @@ absl::Status TrainingRun::TrainStep(StepRollouts rollouts, bool sync_after) {
 }
 
 absl::Status TrainingRun::MaybeCheckpoint(int64_t step, double before_accuracy,
-                                          const ProblemCursor::Position& cursor) {
+                                          const ProblemCursor::Position& cursor,
+                                          const std::vector<CarriedGroup>& carried) {
   const bool asked = control_->TakeCheckpointRequest();  // rlctl checkpoint
   if (asked || (config_.run_checkpoint_every > 0 && step % config_.run_checkpoint_every == 0 &&
                 step < config_.rl_steps)) {
-    return SaveRunCheckpoint(step, before_accuracy, cursor);
+    return SaveRunCheckpoint(step, before_accuracy, cursor, carried);
   }
   return absl::OkStatus();
 }
@@ -687,12 +775,13 @@ absl::Status TrainingRun::RunStepsSync(double before_accuracy) {
     absl::StatusOr<StepRollouts> rollouts = GatherStep(step);
     if (!rollouts.ok()) return rollouts.status();
     const ProblemCursor::Position cursor = rollouts->cursor_after;
+    const std::vector<CarriedGroup> carried = rollouts->carried_after;
     absl::Status s = TrainStep(*std::move(rollouts), /*sync_after=*/true);
     if (!s.ok()) return s;
-    s = MaybeCheckpoint(step, before_accuracy, cursor);
+    s = MaybeCheckpoint(step, before_accuracy, cursor, carried);
     if (!s.ok()) return s;
   }
-  return absl::OkStatus();
+  return DropCarried(steps_done_);
 }
 
 void TrainingRun::Produce(int64_t first, int64_t last) {
@@ -782,6 +871,7 @@ absl::Status TrainingRun::RunStepsAsync(double before_accuracy) {
     // A step's wall time in async mode: waiting for its rollouts plus training.
     rollouts.metrics.step_seconds = rollouts.metrics.wait_seconds;
     const ProblemCursor::Position cursor = rollouts.cursor_after;
+    const std::vector<CarriedGroup> carried = rollouts.carried_after;
     status = TrainStep(std::move(rollouts), /*sync_after=*/false);
     if (!status.ok()) break;
     {
@@ -791,7 +881,7 @@ absl::Status TrainingRun::RunStepsAsync(double before_accuracy) {
     }
     // The checkpoint's data cursor is the one after the trained step's
     // prompts: steps gathered ahead are issued again after a resume.
-    status = MaybeCheckpoint(step, before_accuracy, cursor);
+    status = MaybeCheckpoint(step, before_accuracy, cursor, carried);
     if (!status.ok()) break;
   }
   stop_producer();
@@ -805,8 +895,69 @@ absl::Status TrainingRun::RunStepsAsync(double before_accuracy) {
   }
   pipeline_.ready.clear();
   if (!pipeline_.error.ok()) return pipeline_.error;
+  absl::Status dropped = DropCarried(steps_done_);
+  if (!dropped.ok()) return dropped;
   // The held-out eval after RL uses the final weights.
   if (worker_version_ != version_) return SyncWeights(version_);
+  return absl::OkStatus();
+}
+
+nlohmann::json TrainingRun::CarriedToJson(const std::vector<CarriedGroup>& carried) const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const CarriedGroup& c : carried) {
+    nlohmann::json members = nlohmann::json::array();
+    for (const v1::Completion& m : c.members) members.push_back(absl::Base64Escape(m.SerializeAsString()));
+    out.push_back({{"step", c.origin.step},
+                   {"round", c.origin.round},
+                   {"group", c.origin.group},
+                   {"problem", c.problem - train_.data()},
+                   {"carries", c.carries},
+                   {"request", absl::Base64Escape(c.request.SerializeAsString())},
+                   {"members", members}});
+  }
+  return out;
+}
+
+absl::Status TrainingRun::CarriedFromJson(const nlohmann::json& j) {
+  carried_.clear();
+  if (!j.is_array()) return absl::DataLossError("'carried' is not a list");
+  for (const nlohmann::json& c : j) {
+    CarriedGroup g;
+    std::string bytes;
+    const int64_t problem = c.value("problem", int64_t{-1});
+    if (!c.is_object() || problem < 0 || problem >= static_cast<int64_t>(train_.size()) ||
+        !absl::Base64Unescape(c.value("request", std::string()), &bytes) ||
+        !g.request.ParseFromString(bytes) || !c.contains("members") || !c["members"].is_array()) {
+      return absl::DataLossError("a carried partial rollout is unreadable");
+    }
+    g.origin = {c.value("step", int64_t{0}), c.value("round", int64_t{0}),
+                c.value("group", int64_t{0})};
+    g.problem = &train_[static_cast<size_t>(problem)];
+    g.carries = c.value("carries", int64_t{0});
+    for (const nlohmann::json& m : c["members"]) {
+      v1::Completion completion;
+      if (!m.is_string() || !absl::Base64Unescape(m.get<std::string>(), &bytes) ||
+          !completion.ParseFromString(bytes)) {
+        return absl::DataLossError("a carried partial rollout's sample is unreadable");
+      }
+      g.members.push_back(std::move(completion));
+    }
+    carried_.push_back(std::move(g));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::DropCarried(int64_t step) {
+  for (const CarriedGroup& c : carried_) {
+    absl::Status s = lineage_->Append(nlohmann::ordered_json{{"type", "dropped"},
+                                                             {"step", c.origin.step},
+                                                             {"round", c.origin.round},
+                                                             {"group", c.origin.group},
+                                                             {"at_step", step},
+                                                             {"reason", "partial at run end"}});
+    if (!s.ok()) return s;
+  }
+  carried_.clear();
   return absl::OkStatus();
 }
 
@@ -820,11 +971,13 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
         const RewardParts& parts = r.reward_parts[i][j];
         const bool used = trained && r.used[i][j];
         std::vector<int64_t> versions(c.weight_versions().begin(), c.weight_versions().end());
+        const ScoredGroups::Origin& o = r.origins[i];
         absl::Status s = lineage_->Append(nlohmann::ordered_json{
             {"type", "sample"},
-            {"step", step},
-            {"round", r.round},
-            {"group", i},
+            {"step", o.step},
+            {"round", o.round},
+            {"group", o.group},
+            {"at_step", step},
             {"prompt_id", c.prompt_id()},
             {"sample_index", c.sample_index()},
             {"seed", c.seed()},
@@ -841,7 +994,8 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
             {"train_step", used ? nlohmann::ordered_json(step) : nlohmann::ordered_json(nullptr)},
             {"learner_version", used ? nlohmann::ordered_json(learner_version)
                                      : nlohmann::ordered_json(nullptr)},
-            {"max_staleness", config_.rl_max_staleness},
+            {"max_staleness", config_.rl_max_staleness + r.carries[i]},
+            {"carries", r.carries[i]},
         });
         if (!s.ok()) return s;
       }
@@ -909,7 +1063,8 @@ int64_t TrainingRun::ReportLostWorkers() {
 }
 
 absl::Status TrainingRun::SaveRunCheckpoint(int64_t step, double before_accuracy,
-                                            const ProblemCursor::Position& cursor) {
+                                            const ProblemCursor::Position& cursor,
+                                            const std::vector<CarriedGroup>& carried) {
   control_->SetActivity(absl::StrCat("step ", step, ": saving checkpoint"));
   const nlohmann::json state = {
       {"format", 1},
@@ -918,6 +1073,7 @@ absl::Status TrainingRun::SaveRunCheckpoint(int64_t step, double before_accuracy
       {"sft_steps", sft_steps_done_},
       {"cursor", {{"epoch", cursor.epoch}, {"next", cursor.next}}},
       {"heldout_accuracy_before", before_accuracy},
+      {"carried", CarriedToJson(carried)},
   };
   std::error_code ec;
   const std::string root = std::filesystem::absolute(config_.CheckpointRoot(), ec).string();
@@ -966,6 +1122,12 @@ absl::StatusOr<double> TrainingRun::ResumeFromLearner() {
   cursor.epoch = state["cursor"].value("epoch", uint64_t{0});
   cursor.next = state["cursor"].value("next", uint64_t{0});
   rl_cursor_->Restore(cursor);
+  if (state.contains("carried")) {
+    absl::Status carried = CarriedFromJson(state["carried"]);
+    if (!carried.ok()) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", carried.message()));
+    }
+  }
   // Records of later steps from the interrupted attempt are superseded, and
   // metrics.jsonl keeps only the steps the checkpoint covers.
   absl::Status s =

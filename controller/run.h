@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 #include "common/retry.h"
 #include "common/run_config.h"
 #include "controller/arith_task.h"
@@ -100,9 +101,36 @@ class TrainingRun {
     int64_t workers_lost = 0;  // rollout workers lost while generating
     std::vector<bool> dropped;  // per group: cut off at rl.group_deadline_ms
     int64_t groups_dropped = 0, samples_resampled = 0;
+    // Per group: where it was issued (its lineage key: step, round, group;
+    // an earlier step for a group carried over as a partial rollout) and how
+    // many steps it was carried.
+    struct Origin {
+      int64_t step = 0, round = 0, group = 0;
+    };
+    std::vector<Origin> origins;
+    std::vector<int64_t> carries;
+    int64_t groups_carried = 0;  // groups of this round left partial for the next step
   };
+  // Partial rollouts (rl.partial_rollout_tokens): a group with members cut at
+  // the token budget waits here, finished members and partial ones, and is
+  // continued at the start of the next step's generation.
+  struct CarriedGroup {
+    ScoredGroups::Origin origin;
+    const Problem* problem = nullptr;
+    v1::GenerateRequest request;           // as issued (seed, sampling params)
+    std::vector<v1::Completion> members;   // by sample_index
+    int64_t carries = 0;
+  };
+  // Generates (new `problems`, plus the carried groups in round 0),
+  // verifies and rewards every group that finished; groups with partial
+  // members go back to carried_.
   absl::StatusOr<ScoredGroups> SampleAndScore(int64_t step, int64_t round,
                                               const std::vector<const Problem*>& problems);
+  // carried_ as JSON for the checkpoint's client_state, and back.
+  nlohmann::json CarriedToJson(const std::vector<CarriedGroup>& carried) const;
+  absl::Status CarriedFromJson(const nlohmann::json& j);
+  // Lineage "dropped" records for groups still partial when the run ends.
+  absl::Status DropCarried(int64_t step);
   // Everything one RL step trains on: its generate rounds (the first, plus
   // dynamic-sampling refills), scored, and the data cursor after its prompts.
   struct StepRollouts {
@@ -114,6 +142,7 @@ class TrainingRun {
     double reward_sum = 0.0;
     int64_t worker_version = 0;  // the version every token was sampled with
     ProblemCursor::Position cursor_after;
+    std::vector<CarriedGroup> carried_after;  // partial groups after this step
   };
   absl::StatusOr<StepRollouts> GatherStep(int64_t step);
   // Builds the batch from `rollouts`, trains, records the samples and
@@ -129,11 +158,14 @@ class TrainingRun {
   void Produce(int64_t first, int64_t last);
   // After a step trained: rlctl checkpoint, or run.checkpoint_every.
   absl::Status MaybeCheckpoint(int64_t step, double before_accuracy,
-                               const ProblemCursor::Position& cursor);
+                               const ProblemCursor::Position& cursor,
+                               const std::vector<CarriedGroup>& carried);
   // Periodic checkpoint (run.checkpoint_every): the learner's state plus the
-  // controller's (step, data cursor, held-out baseline) as client_state.
+  // controller's (step, data cursor, held-out baseline, partial groups) as
+  // client_state.
   absl::Status SaveRunCheckpoint(int64_t step, double before_accuracy,
-                                 const ProblemCursor::Position& cursor);
+                                 const ProblemCursor::Position& cursor,
+                                 const std::vector<CarriedGroup>& carried);
   // run.resume: rolls the learner back to the newest run checkpoint (every
   // rank, whether or not it restarted) and restores the controller's state
   // saved with it; returns the held-out accuracy before RL.
@@ -182,6 +214,7 @@ class TrainingRun {
   bool rollback_next_sync_ = false;
   std::mutex print_mu_;
   Pipeline pipeline_;
+  std::vector<CarriedGroup> carried_;  // rollout-side thread
   v1::LearnerInfo learner_info_;  // as of Connect()
   int64_t sft_steps_done_ = 0;
   int64_t steps_done_ = 0;  // RL steps

@@ -62,6 +62,9 @@ struct StepMetrics {
   // late members asked for again under a new seed (rl.straggler_policy).
   int64_t groups_dropped = 0;
   int64_t samples_resampled = 0;
+  // Partial rollouts: groups cut at rl.partial_rollout_tokens and carried to
+  // the next step.
+  int64_t groups_carried = 0;
   // Verify batches retried after UNAVAILABLE / DEADLINE_EXCEEDED.
   int64_t verifier_retries = 0;
 };

@@ -77,8 +77,10 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake rollout: killed");
     }
   }
-  const int n = std::max(1, request->n());
+  const bool resuming = request->resume_size() > 0;
+  const int n = resuming ? request->resume_size() : std::max(1, request->n());
   const int64_t sum = SumOf(request->prompt());
+  const int64_t budget = request->token_budget();
   // Stream in reverse order: the controller must sort by sample_index.
   for (int i = n - 1; i >= 0; --i) {
     if (straggle && i == 0) {
@@ -86,24 +88,39 @@ grpc::Status FakeRollout::Generate(grpc::ServerContext* context,
       while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     }
-    const uint64_t seed = SplitMix64(request->params().seed() + static_cast<uint64_t>(i));
+    // A continued sample keeps its seed, tokens and their versions.
+    const v1::Completion* prior = resuming ? &request->resume(i) : nullptr;
+    if (prior != nullptr && prior->finish_reason() != v1::FINISH_REASON_PARTIAL) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "resume: sample is not partial");
+    }
+    const uint64_t seed = prior != nullptr
+                              ? prior->seed()
+                              : SplitMix64(request->params().seed() + static_cast<uint64_t>(i));
     const bool correct = mode_ == Mode::kAllCorrect || seed % 3 != 0;
     const bool truncated = mode_ == Mode::kSomeTruncated && seed % 4 == 1;
     const std::string text =
         truncated ? std::string("adding the columns gives 1 + 2 + 3 + 4 + 5 + 6")
                   : absl::StrCat("adding the columns gives \\boxed{", correct ? sum : sum + 1, "}");
+    const size_t done = prior != nullptr ? static_cast<size_t>(prior->token_ids_size()) : 0;
+    const size_t end =
+        budget > 0 ? std::min(text.size(), done + static_cast<size_t>(budget)) : text.size();
     v1::GenerateResponse response;
     v1::Completion* c = response.mutable_completion();
+    if (prior != nullptr) *c = *prior;
     c->set_prompt_id(request->prompt_id());
     c->set_sample_index(i);
-    for (char ch : request->prompt()) c->add_prompt_token_ids(static_cast<unsigned char>(ch));
-    for (char ch : text) {
-      c->add_token_ids(static_cast<unsigned char>(ch));
+    if (prior == nullptr) {
+      for (char ch : request->prompt()) c->add_prompt_token_ids(static_cast<unsigned char>(ch));
+    }
+    for (size_t k = done; k < end; ++k) {
+      c->add_token_ids(static_cast<unsigned char>(text[k]));
       c->add_logprobs(-0.5f);
       c->add_weight_versions(version);
     }
-    c->set_finish_reason(truncated ? v1::FINISH_REASON_LENGTH : v1::FINISH_REASON_STOP);
-    c->set_text(text);
+    c->set_finish_reason(end < text.size() ? v1::FINISH_REASON_PARTIAL
+                         : truncated       ? v1::FINISH_REASON_LENGTH
+                                           : v1::FINISH_REASON_STOP);
+    c->set_text(text.substr(0, end));
     c->set_seed(seed);
     if (!writer->Write(response)) break;
   }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <numeric>
 #include <sstream>
 #include <thread>
 
@@ -99,6 +100,17 @@ class FakeRunTest : public ::testing::Test {
     TrainingRunOptions o;
     o.out = &out_;
     return o;
+  }
+  // A controller crash: runs `config` until the learner gets step `step`'s
+  // batch, then cancels the run; the learner and the workers live on.
+  void CrashWhileTraining(FakeCluster& cluster, const RunConfig& config, int64_t step) {
+    RunControl control;
+    TrainingRun run(config, AddressesOf(cluster), &control, Options());
+    cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+      if (b.step() == step) run.Cancel();
+    });
+    EXPECT_EQ(run.Run().status().code(), absl::StatusCode::kCancelled);
+    cluster.learner.set_train_hook(nullptr);
   }
 };
 
@@ -387,17 +399,9 @@ TEST_F(FakeRunTest, ARestartedRunResumesFromTheLastCheckpointWithoutLosingSample
   config.rl_steps = 5;
   config.run_checkpoint_every = 2;
   config.rl_skip_uniform_groups = false;  // every step trains: versions are predictable
-  {
-    // The controller dies while step 4 trains: the last checkpoint is step
-    // 2's (version 4); the learner and the workers live on at version 5+.
-    RunControl control;
-    TrainingRun run(config, AddressesOf(cluster), &control, Options());
-    cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
-      if (b.step() == 4) run.Cancel();
-    });
-    EXPECT_EQ(run.Run().status().code(), absl::StatusCode::kCancelled);
-    cluster.learner.set_train_hook(nullptr);
-  }
+  // The controller dies while step 4 trains: the last checkpoint is step
+  // 2's (version 4); the learner and the workers live on at version 5+.
+  CrashWhileTraining(cluster, config, 4);
   EXPECT_GE(cluster.learner.version(), 5);
   EXPECT_EQ(cluster.rollouts[0]->version(), 5);
 
@@ -497,17 +501,9 @@ TEST_F(FakeRunTest, AsyncModeStaysWithinItsBoundAcrossAResume) {
   config.rl_skip_uniform_groups = false;
   config.rl_mode = "async";
   config.rl_max_staleness = 2;
-  {
-    // Attempt 1 dies while step 3 trains, with steps 4 and 5 gathered or
-    // being gathered ahead; the last checkpoint is step 2's.
-    RunControl control;
-    TrainingRun run(config, AddressesOf(cluster), &control, Options());
-    cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
-      if (b.step() == 3) run.Cancel();
-    });
-    EXPECT_EQ(run.Run().status().code(), absl::StatusCode::kCancelled);
-    cluster.learner.set_train_hook(nullptr);
-  }
+  // Attempt 1 dies while step 3 trains, with steps 4 and 5 gathered or
+  // being gathered ahead; the last checkpoint is step 2's.
+  CrashWhileTraining(cluster, config, 3);
   ASSERT_TRUE(cluster.learner.RestartFromLastCheckpoint());
   EXPECT_EQ(cluster.learner.version(), 4);
 
@@ -559,6 +555,64 @@ TEST_F(FakeRunTest, AsyncStopRecordsTheRolloutsGatheredAheadAsUnused) {
   EXPECT_EQ(audit->samples, audit->issued);
   EXPECT_GT(audit->samples, audit->used);
   EXPECT_LE(audit->samples, 5 * 4 * 4);
+}
+
+// Every "sample" record of the run's lineage.
+std::vector<nlohmann::json> SampleRecords(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  for (const auto& entry : std::filesystem::directory_iterator(run_dir + "/samples")) {
+    for (const nlohmann::json& j : ReadJsonLines(entry.path().string())) {
+      if (j["type"] == "sample") out.push_back(j);
+    }
+  }
+  return out;
+}
+
+TEST_F(FakeRunTest, PartialRolloutsAreCarriedToTheNextStepAndContinuedUnderNewerWeights) {
+  // Samples of 47 tokens (a quarter, "truncated" ones) exceed the 40-token
+  // budget; the others (about 34) finish in their step.
+  FakeCluster cluster(2, FakeRollout::Mode::kSomeTruncated);
+  RunConfig config = SmallConfig(dir_);
+  config.rl_steps = 6;
+  config.rl_skip_uniform_groups = false;
+  config.rl_partial_rollout_tokens = 40;
+  config.rl_partial_rollout_max_carries = 2;
+  config.run_checkpoint_every = 2;
+  // Dies while step 4 trains; resumes from step 2's checkpoint, whose
+  // client_state holds the groups carried out of step 2.
+  CrashWhileTraining(cluster, config, 4);
+  config.run_resume = true;
+  RunControl control;
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  absl::StatusOr<RunSummary> summary = run.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  const std::string run_dir = dir_ + "/fake_run";
+  const std::vector<int64_t> carried = MetricColumn<int64_t>(run_dir, "groups_carried");
+  ASSERT_EQ(carried.size(), 6u);
+  EXPECT_GT(std::accumulate(carried.begin(), carried.end(), int64_t{0}), 0);
+  EXPECT_EQ(carried.back(), 0);  // the last step finishes everything
+  int64_t continued = 0, mixed = 0;
+  for (const nlohmann::json& r : SampleRecords(run_dir)) {
+    if (r["carries"].get<int64_t>() == 0) continue;
+    ++continued;
+    EXPECT_LT(r["step"].get<int64_t>(), r["at_step"].get<int64_t>());  // keyed where issued
+    if (r["segments"].size() == 2) {
+      // Cut at the budget, continued under the newer version.
+      ++mixed;
+      EXPECT_EQ(r["segments"][0]["tokens"], 40);
+      EXPECT_LT(r["segments"][0]["version"].get<int64_t>(),
+                r["segments"][1]["version"].get<int64_t>());
+    }
+  }
+  EXPECT_GT(continued, 0);
+  EXPECT_GT(mixed, 0);
+  // Every sample issued is recorded once, across the crash and the carries;
+  // no trained sample lags more than its bound (0 + its carries).
+  absl::StatusOr<AuditReport> audit = AuditRun(run_dir);
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->ok()) << (audit->problems.empty() ? "" : audit->problems.front());
+  EXPECT_EQ(audit->samples, audit->issued);
+  EXPECT_EQ(audit->dropped, 0);
 }
 
 TEST_F(FakeRunTest, KeepsUniformGroupsWhenRejectionSamplingIsOff) {
