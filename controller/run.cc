@@ -13,6 +13,7 @@
 #include "common/logging.h"
 #include "controller/dataset.h"
 #include "controller/group_advantage.h"
+#include "controller/plots.h"
 #include "learner/advantages.h"
 #include "reward/reward.h"
 
@@ -180,6 +181,17 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
   const std::string summary_path = (std::filesystem::path(run_dir()) / "summary.json").string();
   s = WriteSummary(*summary, summary_path);
   if (!s.ok()) return s;
+  {
+    const std::string plots = (std::filesystem::path(run_dir()) / "plots").string();
+    std::vector<std::string> written;
+    absl::Status p = WriteRunPlots(metrics_path_, plots, &written);
+    if (p.ok()) {
+      Print(absl::StrCat("plots: ", plots, "/{reward,accuracy,response_length,throughput}.png"));
+    } else {
+      // The figures are in metrics.jsonl either way.
+      RLPOST_LOG(WARNING) << "plots not written: " << p.message();
+    }
+  }
   Print(absl::StrFormat("run %s: %d RL steps in %.1f s; metrics %s, summary %s", config_.name,
                         steps_done_, summary->wall_seconds, metrics_path_, summary_path));
   Print("");

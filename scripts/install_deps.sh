@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
-  libabsl-dev libyaml-cpp-dev nlohmann-json3-dev
+  libabsl-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
   libgtest-dev libgmock-dev
   libtorch-dev libgloo-dev
   libopenblas0-pthread

@@ -55,6 +55,10 @@ TEST_F(RlpostTrainTest, QuickConfigRunsToTheEndWithTwoLearnerRanksAndResumes) {
   nlohmann::json summary = nlohmann::json::parse(ReadFile(dir_ + "/short/summary.json"));
   EXPECT_EQ(summary["steps"].get<int>(), 2);
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/short/checkpoint/config.json"));
+  EXPECT_THAT(r.output, HasSubstr("plots: " + dir_ + "/short/plots/"));
+  for (const char* plot : {"reward", "accuracy", "response_length", "throughput"}) {
+    EXPECT_GT(std::filesystem::file_size(dir_ + "/short/plots/" + plot + ".png"), 1000u) << plot;
+  }
   EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
 
   // Both ranks restore the step-1 checkpoint, the controller its cursor;
