@@ -15,6 +15,7 @@
 #include "cli/verify_command.h"
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
+#include "nlohmann/json.hpp"
 #include "rlpost/v1/control.grpc.pb.h"
 
 namespace rlpost {
@@ -51,6 +52,7 @@ std::string RlctlUsage() {
          "  config show  the run's resolved config as YAML (every key)\n"
          "  workers list       the run's workers: role, address, version, health\n"
          "  workers drain ADDR take a rollout worker out of service before the next step\n"
+         "  metrics [--last N] the run's per-step metrics (default: the last 20 steps)\n"
          "  verify   judge a JSONL file with an rlpost-verifier (rlctl verify --help)\n"
          "  generate sample completions of a prompt from an rlpost-rollout worker\n"
          "           (rlctl generate --help)\n"
@@ -69,6 +71,32 @@ std::string RlctlUsage() {
          "     e.g. pause when no run is loaded or the run has ended\n"
          "  2  usage error\n"
          "  3  controller unreachable at the address (or no answer within --timeout)\n";
+}
+
+std::string FormatMetrics(const v1::StepMetricsList& m, bool json) {
+  if (json) {
+    // A JSON array of the step objects.
+    std::string out = "[";
+    for (int i = 0; i < m.steps_json_size(); ++i) {
+      absl::StrAppend(&out, i > 0 ? ",\n " : "", m.steps_json(i));
+    }
+    return out + "]\n";
+  }
+  std::string out = absl::StrFormat("%6s %8s %6s %7s %8s %9s %8s %6s %7s %4s\n", "step", "reward",
+                                    "acc", "len", "tok/s", "kl", "entropy", "stale", "step_s", "v");
+  for (const std::string& line : m.steps_json()) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) continue;
+    absl::StrAppend(
+        &out, absl::StrFormat("%6d %8.3f %6.3f %7.1f %8.0f %9.5f %8.3f %6d %7.2f %4d\n",
+                              j.value("step", int64_t{0}), j.value("reward_mean", 0.0),
+                              j.value("accuracy", 0.0), j.value("response_len_mean", 0.0),
+                              j.value("tokens_per_sec", 0.0), j.value("approx_kl", 0.0),
+                              j.value("entropy", 0.0), j.value("staleness_max", int64_t{0}),
+                              j.value("step_seconds", 0.0), j.value("weight_version", int64_t{0})));
+  }
+  if (m.steps_json_size() == 0) out += "(no RL step finished yet)\n";
+  return out;
 }
 
 std::string FormatRunStatus(const v1::RunStatus& s) {
@@ -122,6 +150,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   }
   std::string addr = env_addr;
   std::string timeout_text = "10";
+  std::string last_text;
   std::string output = "table";
   std::string token_file;
   std::vector<std::string> commands;
@@ -156,7 +185,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
         name = name.substr(0, eq);
         has_value = true;
       }
-      if (name != "addr" && name != "timeout" && name != "token-file") {
+      if (name != "addr" && name != "timeout" && name != "token-file" && name != "last") {
         err << "rlctl: unknown flag '--" << name << "'\n" << RlctlUsage();
         return kRlctlUsage;
       }
@@ -167,7 +196,10 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
         }
         value = args[++i];
       }
-      (name == "addr" ? addr : name == "timeout" ? timeout_text : token_file) = value;
+      (name == "addr"      ? addr
+       : name == "timeout" ? timeout_text
+       : name == "last"    ? last_text
+                           : token_file) = value;
       continue;
     }
     commands.push_back(arg);
@@ -176,10 +208,19 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   const bool workers_list = commands.size() == 2 && commands[0] == "workers" && commands[1] == "list";
   const bool workers_drain =
       commands.size() == 3 && commands[0] == "workers" && commands[1] == "drain";
+  if (!last_text.empty() && (commands.size() != 1 || commands[0] != "metrics")) {
+    err << "rlctl: --last belongs to `rlctl metrics`\n";
+    return kRlctlUsage;
+  }
+  int last = 20;
+  if (!last_text.empty() && (!absl::SimpleAtoi(last_text, &last) || last < 0)) {
+    err << "rlctl: --last must be a number of steps (0 = all), got '" << last_text << "'\n";
+    return kRlctlUsage;
+  }
   if (!config_show && !workers_list && !workers_drain &&
       (commands.size() != 1 || commands[0] == "config" || commands[0] == "workers")) {
-    err << "rlctl: expected one command (status, pause, resume, stop, checkpoint, config show, "
-           "workers list or workers drain ADDR)\n"
+    err << "rlctl: expected one command (status, pause, resume, stop, checkpoint, metrics, "
+           "config show, workers list or workers drain ADDR)\n"
         << RlctlUsage();
     return kRlctlUsage;
   }
@@ -189,7 +230,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
                                               : commands[0];
   if (command != "status" && command != "pause" && command != "resume" && command != "stop" &&
       command != "checkpoint" && command != "config" && command != "workers-list" &&
-      command != "workers-drain") {
+      command != "workers-drain" && command != "metrics") {
     err << "rlctl: unknown command '" << command << "'\n" << RlctlUsage();
     return kRlctlUsage;
   }
@@ -219,8 +260,13 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
   v1::RunStatus status;
   v1::RunConfigText config;
+  v1::StepMetricsList metrics;
   grpc::Status rpc;
-  if (command == "config") {
+  if (command == "metrics") {
+    v1::GetMetricsRequest request;
+    request.set_last(last);
+    rpc = stub->GetMetrics(&context, request, &metrics);
+  } else if (command == "config") {
     rpc = stub->GetConfig(&context, v1::GetConfigRequest(), &config);
   } else if (command == "checkpoint") {
     rpc = stub->Checkpoint(&context, v1::CheckpointRequest(), &status);
@@ -250,6 +296,8 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   }
   if (command == "config") {
     out << config.yaml();
+  } else if (command == "metrics") {
+    out << FormatMetrics(metrics, output == "json");
   } else if (output == "json") {
     std::string json;
     google::protobuf::util::JsonPrintOptions options;

@@ -59,6 +59,18 @@ grpc::Status ControlServiceImpl::Checkpoint(grpc::ServerContext* context,
   return Reply(control_->RequestCheckpoint(), response);
 }
 
+grpc::Status ControlServiceImpl::GetMetrics(grpc::ServerContext*,
+                                            const v1::GetMetricsRequest* request,
+                                            v1::StepMetricsList* response) {
+  if (request->last() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("GetMetrics: last must not be negative"));
+  }
+  for (std::string& line : control_->MetricsLines(request->last())) {
+    response->add_steps_json(std::move(line));
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status ControlServiceImpl::GetConfig(grpc::ServerContext*, const v1::GetConfigRequest*,
                                            v1::RunConfigText* response) {
   response->set_yaml(control_->ConfigYaml());

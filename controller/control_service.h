@@ -32,6 +32,8 @@ class ControlServiceImpl final : public v1::ControlService::Service {
                     v1::RunStatus* response) override;
   grpc::Status Checkpoint(grpc::ServerContext* context, const v1::CheckpointRequest* request,
                           v1::RunStatus* response) override;
+  grpc::Status GetMetrics(grpc::ServerContext* context, const v1::GetMetricsRequest* request,
+                          v1::StepMetricsList* response) override;
   grpc::Status GetConfig(grpc::ServerContext* context, const v1::GetConfigRequest* request,
                          v1::RunConfigText* response) override;
   grpc::Status RegisterWorker(grpc::ServerContext* context,

@@ -757,6 +757,7 @@ absl::Status TrainingRun::TrainStep(StepRollouts rollouts, bool sync_after) {
   Print(FormatProgressLine(m));
   std::ofstream metrics(metrics_path_, std::ios::app);
   metrics << MetricsJsonLine(m) << "\n";
+  control_->AppendMetricsLine(MetricsJsonLine(m));
   metrics.flush();
   if (!metrics) return absl::InternalError(absl::StrCat("cannot append to '", metrics_path_, "'"));
   control_->RecordStep(step, m.reward_mean, m.accuracy);
@@ -1150,7 +1151,10 @@ absl::StatusOr<double> TrainingRun::ResumeFromLearner() {
     std::string line, kept;
     while (std::getline(in, line)) {
       const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_object() && j.value("step", int64_t{0}) <= steps_done_) kept += line + "\n";
+      if (j.is_object() && j.value("step", int64_t{0}) <= steps_done_) {
+        kept += line + "\n";
+        control_->AppendMetricsLine(line);  // rlctl metrics shows them too
+      }
     }
     in.close();
     std::ofstream out(metrics_path_, std::ios::trunc);

@@ -1,5 +1,7 @@
 #include "controller/run_control.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace rlpost {
@@ -42,6 +44,20 @@ void RunControl::SetWeightVersion(int64_t version) {
   for (v1::WorkerStatus& w : *status_.mutable_workers()) {
     if (w.role() == "rollout" || w.role() == "learner") w.set_weight_version(version);
   }
+}
+
+void RunControl::AppendMetricsLine(std::string json_line) {
+  absl::MutexLock lock(&mu_);
+  metrics_lines_.push_back(std::move(json_line));
+  while (metrics_lines_.size() > 10000) metrics_lines_.pop_front();
+}
+
+std::vector<std::string> RunControl::MetricsLines(int last) const {
+  absl::MutexLock lock(&mu_);
+  const size_t n = last <= 0 ? metrics_lines_.size()
+                             : std::min(metrics_lines_.size(), static_cast<size_t>(last));
+  return std::vector<std::string>(metrics_lines_.end() - static_cast<std::ptrdiff_t>(n),
+                                  metrics_lines_.end());
 }
 
 void RunControl::RecordStep(int64_t step, double reward_mean, double accuracy) {

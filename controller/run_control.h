@@ -8,6 +8,7 @@
 // WaitBetweenSteps() blocks (on a condition, never spinning).
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ class RunControl {
   void AddWorker(const v1::WorkerStatus& worker);
   // Every rollout worker and the learner now hold `version`.
   void SetWeightVersion(int64_t version);
+  // One metrics.jsonl line per step, for GetMetrics (the newest 10,000).
+  void AppendMetricsLine(std::string json_line);
+  std::vector<std::string> MetricsLines(int last) const;
   void RecordStep(int64_t step, double reward_mean, double accuracy);
   void SetHeldoutAccuracy(bool after_rl, double accuracy);
   void Finish();
@@ -100,6 +104,7 @@ class RunControl {
   // `status_.state()` holds the loop's phase (IDLE, STARTING, RUNNING,
   // FINISHED, FAILED); PAUSED and STOPPING are derived from the flags below.
   v1::RunStatus status_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> metrics_lines_ ABSL_GUARDED_BY(mu_);
   std::string activity_ ABSL_GUARDED_BY(mu_);
   bool pause_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;

@@ -16,10 +16,14 @@
 #include "controller/control_service.h"
 #include "controller/run_control.h"
 
+#include "nlohmann/json.hpp"
+#include "absl/strings/str_cat.h"
+
 namespace rlpost {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Result {
   int code;
@@ -192,6 +196,38 @@ TEST(RlctlTokenTest, MutatingCallsNeedTheBearerTokenAndChangeNothingWithout) {
   EXPECT_EQ(r.code, kRlctlUsage);
   EXPECT_THAT(r.err, HasSubstr("cannot read token file"));
   (*host)->Shutdown();
+}
+
+TEST_F(RlctlTest, MetricsShowsTheNewestStepsAsATableOrJson) {
+  LoadRun();
+  Result r = Rlctl({"--addr", addr_, "metrics"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("(no RL step finished yet)"));
+  for (int step = 1; step <= 3; ++step) {
+    control_.AppendMetricsLine(absl::StrCat(R"({"step":)", step, R"(,"reward_mean":0.)", step,
+                                            R"(,"accuracy":0.5,"response_len_mean":30.5,)",
+                                            R"("tokens_per_sec":1200,"approx_kl":0.001,)",
+                                            R"("entropy":0.7,"staleness_max":1,)",
+                                            R"("step_seconds":0.25,"weight_version":)", 60 + step,
+                                            "}"));
+  }
+  r = Rlctl({"--addr", addr_, "metrics", "--last", "2"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("  step   reward    acc"));
+  EXPECT_THAT(r.out, Not(HasSubstr("\n     1 ")));
+  EXPECT_THAT(r.out, HasSubstr("     2    0.200  0.500    30.5     1200   0.00100    0.700      1    0.25   62\n"));
+  EXPECT_THAT(r.out, HasSubstr("     3    0.300"));
+  r = Rlctl({"--addr", addr_, "-o", "json", "metrics", "--last", "0"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const nlohmann::json steps = nlohmann::json::parse(r.out);
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[2]["weight_version"], 63);
+  r = Rlctl({"--addr", addr_, "metrics", "--last", "-1"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--last must be a number of steps"));
+  r = Rlctl({"--addr", addr_, "status", "--last", "3"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--last belongs to `rlctl metrics`"));
 }
 
 TEST_F(RlctlTest, AddressFromTheEnvironment) {
