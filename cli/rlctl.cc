@@ -15,6 +15,7 @@
 #include "cli/verify_command.h"
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
+#include "common/tls.h"
 #include "nlohmann/json.hpp"
 #include "rlpost/v1/control.grpc.pb.h"
 
@@ -61,6 +62,8 @@ std::string RlctlUsage() {
          "  --addr HOST:PORT    controller address (default: $RLCTL_ADDR)\n"
          "  --timeout SECONDS   deadline of the call (default 10)\n"
          "  --token-file FILE   bearer token for a controller started with --token-file\n"
+         "  --tls-ca FILE       call the controller over TLS, verifying it with this CA\n"
+         "  --tls-cert FILE, --tls-key FILE  client certificate (mutual TLS)\n"
          "                      (pause, resume, stop, checkpoint need it there)\n"
          "  -o table|json       output of status, pause, resume, stop, checkpoint: a\n"
          "                      table (default) or the RunStatus message as JSON\n"
@@ -151,6 +154,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   std::string addr = env_addr;
   std::string timeout_text = "10";
   std::string last_text;
+  TlsFiles tls;
   std::string output = "table";
   std::string token_file;
   std::vector<std::string> commands;
@@ -185,7 +189,8 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
         name = name.substr(0, eq);
         has_value = true;
       }
-      if (name != "addr" && name != "timeout" && name != "token-file" && name != "last") {
+      if (name != "addr" && name != "timeout" && name != "token-file" && name != "last" &&
+          name != "tls-ca" && name != "tls-cert" && name != "tls-key") {
         err << "rlctl: unknown flag '--" << name << "'\n" << RlctlUsage();
         return kRlctlUsage;
       }
@@ -196,10 +201,13 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
         }
         value = args[++i];
       }
-      (name == "addr"      ? addr
-       : name == "timeout" ? timeout_text
-       : name == "last"    ? last_text
-                           : token_file) = value;
+      (name == "addr"       ? addr
+       : name == "timeout"  ? timeout_text
+       : name == "last"     ? last_text
+       : name == "tls-ca"   ? tls.ca
+       : name == "tls-cert" ? tls.cert
+       : name == "tls-key"  ? tls.key
+                            : token_file) = value;
       continue;
     }
     commands.push_back(arg);
@@ -244,6 +252,10 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
     return kRlctlUsage;
   }
 
+  if (absl::Status t = SetProcessTls(tls); !t.ok()) {
+    err << "rlctl: " << t.message() << "\n";
+    return kRlctlUsage;
+  }
   std::string token;
   if (!token_file.empty()) {
     absl::StatusOr<std::string> t = ReadTokenFile(token_file);

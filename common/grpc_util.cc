@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/metrics_registry.h"
+#include "common/tls.h"
 
 namespace rlpost {
 namespace {
@@ -113,7 +114,7 @@ absl::StatusOr<std::unique_ptr<ServerHost>> ServerHost::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, ServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(256 << 20);
   builder.SetMaxSendMessageSize(256 << 20);
   for (grpc::Service* s : services) builder.RegisterService(s);
@@ -222,7 +223,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   // Reconnect quickly: peers on loopback come and go during tests.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, ChannelCredentials(), args);
 }
 
 absl::Status ParseFlags(int argc, char** argv, const std::vector<FlagSpec>& flags,

@@ -14,6 +14,7 @@
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "common/tls.h"
 #include "common/metrics_http_server.h"
 #include "common/run_config.h"
 #include "controller/control_service.h"
@@ -32,7 +33,7 @@ int Main(int argc, char** argv) {
   SetLogRole("controller");
   std::string listen, port_file, config_path, rollout, verifier, learner, token_file;
   std::string metrics_listen, metrics_port_file;
-  const std::vector<FlagSpec> flags = {
+  std::vector<FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve the control API on (port 0: any free port)"},
       {"port-file", &port_file, "write the chosen port to this file"},
       {"config", &config_path, "run config YAML (key=value arguments override it)"},
@@ -46,6 +47,8 @@ int Main(int argc, char** argv) {
        "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
       {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
   };
+  TlsFiles tls;
+  for (FlagSpec& f : TlsFlags(&tls)) flags.push_back(f);
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       std::cout << FlagUsage("rlpost-controller", flags)
@@ -58,6 +61,7 @@ int Main(int argc, char** argv) {
   }
   std::vector<std::string> overrides;
   absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  if (s.ok()) s = SetProcessTls(tls);
   if (!s.ok()) {
     std::cerr << "rlpost-controller: " << s.message() << "\n" << FlagUsage("rlpost-controller", flags);
     return kExitUsage;

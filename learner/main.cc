@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "common/tls.h"
 #include "common/metrics_http_server.h"
 #include "common/run_config.h"
 #include "learner/collective.h"
@@ -57,8 +58,11 @@ int main(int argc, char** argv) {
       {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
       {"help", &help, "show this help"},
   };
+  TlsFiles tls;
+  for (FlagSpec& f : TlsFlags(&tls)) flags.push_back(f);
   std::vector<std::string> overrides;
   absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  if (s.ok()) s = SetProcessTls(tls);
   int rank = 0, world = 0, master_port = 0;
   if (s.ok() && (!absl::SimpleAtoi(rank_s, &rank) || !absl::SimpleAtoi(master_port_s, &master_port) ||
                  (!world_s.empty() && !absl::SimpleAtoi(world_s, &world)))) {

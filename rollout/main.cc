@@ -10,6 +10,7 @@
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "common/tls.h"
 #include "common/metrics_http_server.h"
 #include "common/metrics_registry.h"
 #include "common/run_config.h"
@@ -81,8 +82,11 @@ int main(int argc, char** argv) {
       {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
       {"help", &help, "show this help"},
   };
+  TlsFiles tls;
+  for (FlagSpec& f : TlsFlags(&tls)) flags.push_back(f);
   std::vector<std::string> overrides;
   absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  if (s.ok()) s = SetProcessTls(tls);
   if (s.ok() && !controller.empty() && advertise.empty()) {
     s = absl::InvalidArgumentError("--controller needs --advertise HOST:PORT (this worker's "
                                    "address as the controller reaches it)");

@@ -13,7 +13,7 @@ PACKAGES=(
   libopenblas0-pthread
   libpcre2-dev libutf8proc-dev
   libginac-dev
-  bubblewrap libseccomp-dev python3
+  bubblewrap libseccomp-dev python3 openssl
 )
 # Node runs the independent tokenizers of tests/model/tokenizer_reference; a
 # node that is already installed (any source) is used as it is.

@@ -15,6 +15,7 @@
 
 #include "absl/strings/numbers.h"
 #include "common/grpc_util.h"
+#include "common/tls.h"
 #include "common/logging.h"
 #include "common/metrics_http_server.h"
 #include "verifier/verifier_service.h"
@@ -59,7 +60,7 @@ int main(int argc, char** argv) {
   std::string metrics_port_file;
   std::string code_warm_sandboxes;
   std::string config;  // accepted and ignored, see the file comment
-  const std::vector<rlpost::FlagSpec> flags = {
+  std::vector<rlpost::FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve on (required; port 0 picks a free one)"},
       {"port-file", &port_file, "write the bound port to this file (optional)"},
       {"deadline-ms", &deadline_ms,
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
        "every run's sandbox on demand (default 2, at most 64; see docs/verifier_code.md)"},
       {"config", &config, "run config (ignored: the verifier needs none)"},
   };
+  rlpost::TlsFiles tls;
+  for (rlpost::FlagSpec& f : rlpost::TlsFlags(&tls)) flags.push_back(f);
   const std::string usage =
       rlpost::FlagUsage("rlpost-verifier", flags) + "  --help  print this help\n";
 
@@ -93,6 +96,9 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> positional;
   if (absl::Status s = rlpost::ParseFlags(argc, argv, flags, &positional); !s.ok()) {
+    return UsageError(std::string(s.message()), usage);
+  }
+  if (absl::Status s = rlpost::SetProcessTls(tls); !s.ok()) {
     return UsageError(std::string(s.message()), usage);
   }
   for (const std::string& arg : positional) {
