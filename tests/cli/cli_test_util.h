@@ -25,6 +25,12 @@ inline std::string BinDir() {
   return dir == nullptr ? "" : dir;
 }
 
+// The source tree (configs/), from RLPOST_SOURCE_DIR as ctest sets it.
+inline std::string SourceDir() {
+  const char* d = std::getenv("RLPOST_SOURCE_DIR");
+  return d ? d : ".";
+}
+
 inline std::string MakeTempDir(const std::string& prefix) {
   std::string pattern = "/tmp/" + prefix + "_XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) return "";

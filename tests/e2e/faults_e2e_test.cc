@@ -21,14 +21,10 @@ using ::rlpost::testing::BinDir;
 using ::rlpost::testing::ProcessesMentioning;
 using ::rlpost::testing::ReadFile;
 using ::rlpost::testing::RunProcess;
+using ::rlpost::testing::SourceDir;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using namespace std::chrono_literals;
-
-std::string SourceDir() {
-  const char* d = std::getenv("RLPOST_SOURCE_DIR");
-  return d ? d : ".";
-}
 
 class FaultsTest : public ::testing::Test {
  protected:

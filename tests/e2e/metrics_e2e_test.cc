@@ -18,13 +18,9 @@ using ::rlpost::testing::BinDir;
 using ::rlpost::testing::HttpGet;
 using ::rlpost::testing::MetricValue;
 using ::rlpost::testing::RunProcess;
+using ::rlpost::testing::SourceDir;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-std::string SourceDir() {
-  const char* d = std::getenv("RLPOST_SOURCE_DIR");
-  return d ? d : ".";
-}
 
 class MetricsTest : public ::testing::Test {
  protected:

@@ -17,16 +17,12 @@ namespace {
 using ::rlpost::testing::ProcessesMentioning;
 using ::rlpost::testing::ReadFile;
 using ::rlpost::testing::RunProcess;
+using ::rlpost::testing::SourceDir;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using namespace std::chrono_literals;
-
-std::string SourceDir() {
-  const char* d = std::getenv("RLPOST_SOURCE_DIR");
-  return d ? d : ".";
-}
 
 class RlpostTrainTest : public ::testing::Test {
  protected:

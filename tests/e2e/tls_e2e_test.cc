@@ -17,13 +17,9 @@ namespace {
 
 using ::rlpost::testing::BinDir;
 using ::rlpost::testing::RunProcess;
+using ::rlpost::testing::SourceDir;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-std::string SourceDir() {
-  const char* d = std::getenv("RLPOST_SOURCE_DIR");
-  return d ? d : ".";
-}
 
 class TlsTest : public ::testing::Test {
  protected:
