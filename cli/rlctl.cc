@@ -43,7 +43,8 @@ std::string RlctlUsage() {
          "Operator CLI for a running rlpost controller (the address is printed by\n"
          "`rlpost train` and by rlpost-controller at start).\n"
          "\n"
-         "commands:\n"
+         "commands (status, pause, resume, stop and checkpoint may also be given as\n"
+         "`run status`, `run pause`, ...):\n"
          "  status   run name, state, step, weight version, metrics and workers\n"
          "  pause    finish the current step, then wait (idempotent)\n"
          "  resume   continue a paused run\n"
@@ -211,6 +212,13 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
       continue;
     }
     commands.push_back(arg);
+  }
+  // `rlctl run status|pause|resume|stop|checkpoint` = the same commands
+  // without `run`.
+  if (commands.size() == 2 && commands[0] == "run" &&
+      (commands[1] == "status" || commands[1] == "pause" || commands[1] == "resume" ||
+       commands[1] == "stop" || commands[1] == "checkpoint")) {
+    commands.erase(commands.begin());
   }
   const bool config_show = commands.size() == 2 && commands[0] == "config" && commands[1] == "show";
   const bool workers_list = commands.size() == 2 && commands[0] == "workers" && commands[1] == "list";

@@ -103,7 +103,7 @@ TEST_F(RlctlTest, PauseResumeStopChangeTheRunState) {
   EXPECT_EQ(control_.Status().state(), v1::RUN_STATE_PAUSED);
   EXPECT_EQ(Rlctl({"--addr", addr_, "pause"}).code, kRlctlOk);  // idempotent
 
-  r = Rlctl({"--addr", addr_, "resume"});
+  r = Rlctl({"--addr", addr_, "run", "resume"});  // the `run` spelling
   ASSERT_EQ(r.code, kRlctlOk) << r.err;
   EXPECT_THAT(r.out, HasSubstr("is RUNNING"));
   EXPECT_EQ(control_.Status().state(), v1::RUN_STATE_RUNNING);
