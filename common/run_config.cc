@@ -95,6 +95,9 @@ std::vector<ConfigKey> Keys() {
        "train with the experts the rollout routed each response token to"},
       {"rl.group_deadline_ms", T::kInt, "0",
        "straggler deadline of one group's generation (0 = none)"},
+      {"rl.oversample_groups", T::kInt, "0",
+       "extra groups generated per step; once rl.prompts_per_step groups are done the slowest "
+       "are cancelled (long-tail cut)"},
       {"rl.partial_rollout_tokens", T::kInt, "0",
        "partial rollouts: tokens a sample may generate per step before it is cut and continued "
        "in the next step (0 = off)"},
@@ -332,6 +335,10 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'rl.straggler_policy' must be resample or drop, got '",
         r.rl_straggler_policy, "'"));
+  }
+  r.rl_oversample_groups = c.GetInt("rl.oversample_groups");
+  if (r.rl_oversample_groups < 0) {
+    return absl::InvalidArgumentError("config key 'rl.oversample_groups' must not be negative");
   }
   r.rl_partial_rollout_tokens = c.GetInt("rl.partial_rollout_tokens");
   r.rl_partial_rollout_max_carries = c.GetInt("rl.partial_rollout_max_carries");

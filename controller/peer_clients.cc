@@ -4,8 +4,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -311,11 +313,13 @@ absl::Status PeerClients::PushWeights(const WeightSet& weights) {
 
 absl::StatusOr<std::vector<v1::Completion>> PeerClients::Generate(
     const Rollout& rollout, const v1::GenerateRequest& request,
-    std::chrono::milliseconds deadline, std::vector<v1::Completion>* partial) {
+    std::chrono::milliseconds deadline, std::vector<v1::Completion>* partial,
+    const std::function<void(grpc::ClientContext*, bool)>& track) {
   std::vector<v1::Completion> completions;
   const std::chrono::milliseconds timeout =
       deadline.count() > 0 ? std::min(deadline, timeouts_.rpc) : timeouts_.rpc;
   grpc::Status s = canceller_->Call(timeout, [&](grpc::ClientContext* ctx) {
+    if (track) track(ctx, true);
     std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
         rollout.stub->Generate(ctx, request);
     v1::GenerateResponse response;
@@ -323,7 +327,9 @@ absl::StatusOr<std::vector<v1::Completion>> PeerClients::Generate(
       completions.push_back(std::move(*response.mutable_completion()));
       response.Clear();
     }
-    return reader->Finish();
+    grpc::Status finished = reader->Finish();
+    if (track) track(ctx, false);  // before the context goes away
+    return finished;
   });
   const std::string who = absl::StrCat("rollout ", rollout.address);
   if (!s.ok()) {
@@ -397,6 +403,17 @@ absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroup
   for (size_t i = 0; i < jobs.size(); ++i) pending.push_back(i);
   size_t in_flight = 0;
   absl::Status error;  // first fatal error
+  // Long-tail cut: once `finish_after` groups are complete, the rest are
+  // cancelled (in flight) or never started (queued).
+  size_t complete = 0;
+  bool cut = false;
+  std::set<grpc::ClientContext*> running;  // contexts of the calls in flight
+  auto group_complete = [&](size_t g) {
+    for (const auto& m : members[g]) {
+      if (!m) return false;
+    }
+    return true;
+  };
   // No more lanes per worker than an even share of the jobs, so a few jobs
   // spread over every worker instead of filling the first one's lanes.
   const size_t live = static_cast<size_t>(std::max(1, live_rollout_count()));
@@ -424,11 +441,27 @@ absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroup
                                  static_cast<double>(in_flight));
           }
           std::vector<v1::Completion> partial;
-          absl::StatusOr<std::vector<v1::Completion>> r =
-              Generate(rollouts_[w], request, policy.group_deadline, &partial);
+          absl::StatusOr<std::vector<v1::Completion>> r = Generate(
+              rollouts_[w], request, policy.group_deadline, &partial,
+              [&](grpc::ClientContext* ctx, bool started) {
+                std::lock_guard<std::mutex> lock(mu);
+                if (!started) {
+                  running.erase(ctx);
+                  return;
+                }
+                if (cut) ctx->TryCancel();  // the cut came first
+                running.insert(ctx);
+              });
           std::lock_guard<std::mutex> lock(mu);
           --in_flight;
           Job& job = jobs[i];
+          if (cut && !r.ok()) {
+            // Cancelled by the long-tail cut: not a worker failure.
+            results[job.group].cut = true;
+            results[job.group].dropped = true;
+            cv.notify_all();
+            continue;
+          }
           auto place = [&](std::vector<v1::Completion>& done) {
             for (v1::Completion& c : done) {
               const int32_t k = c.sample_index();
@@ -442,6 +475,16 @@ absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroup
                             policy.group_deadline.count() > 0 && !canceller_->cancelled();
           if (r.ok()) {
             place(*r);
+            if (policy.finish_after > 0 && !cut && group_complete(job.group) &&
+                ++complete >= static_cast<size_t>(policy.finish_after)) {
+              cut = true;
+              for (size_t q : pending) {
+                results[jobs[q].group].cut = true;
+                results[jobs[q].group].dropped = true;
+              }
+              pending.clear();
+              for (grpc::ClientContext* ctx : running) ctx->TryCancel();
+            }
           } else if (late) {
             // A straggler: keep what finished; ask once more for the rest
             // under a new seed, or drop the group.
@@ -489,6 +532,10 @@ absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroup
         absl::StrCat("every rollout worker is lost: ", absl::StrJoin(lost_reasons_, "; ")));
   }
   for (size_t i = 0; i < results.size(); ++i) {
+    if (cut && !results[i].dropped && !group_complete(i)) {
+      results[i].cut = true;  // a straggler retry the cut never started
+      results[i].dropped = true;
+    }
     if (results[i].dropped) {
       results[i].completions.clear();
       continue;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -88,13 +89,18 @@ class PeerClients {
   // and, with `resample`, the missing ones are asked for once more under a
   // new seed (anywhere); without it, or when the second try is late too, the
   // group is dropped.
+  // Long-tail cut (oversampling): with finish_after = K > 0, once K groups
+  // are complete the calls still running are cancelled and queued ones never
+  // start; those groups come back dropped and `cut`.
   struct StragglerPolicy {
     std::chrono::milliseconds group_deadline{0};
     bool resample = true;
+    int finish_after = 0;
   };
   struct GroupResult {
     std::vector<v1::Completion> completions;  // sorted by sample_index; empty when dropped
     bool dropped = false;
+    bool cut = false;   // dropped by the long-tail cut (not a deadline)
     int resampled = 0;  // members that came from the second try
   };
   absl::StatusOr<std::vector<GroupResult>> GenerateGroups(
@@ -152,10 +158,14 @@ class PeerClients {
 
   // One Generate call. With a deadline (> 0) that passes, returns
   // DEADLINE_EXCEEDED and leaves the members that did finish in `partial`.
+  // `track` (may be empty) gets the call's context with `true` before the
+  // call starts and with `false` once it has finished (while the context
+  // still exists), so the caller can cancel it meanwhile.
   absl::StatusOr<std::vector<v1::Completion>> Generate(
       const Rollout& rollout, const v1::GenerateRequest& request,
       std::chrono::milliseconds deadline = std::chrono::milliseconds(0),
-      std::vector<v1::Completion>* partial = nullptr);
+      std::vector<v1::Completion>* partial = nullptr,
+      const std::function<void(grpc::ClientContext*, bool)>& track = {});
   absl::Status PushWeightsTo(const Rollout& rollout, const WeightSet& weights);
 
   PeerTimeouts timeouts_;

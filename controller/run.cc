@@ -394,6 +394,12 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
   PeerClients::StragglerPolicy stragglers;
   stragglers.group_deadline = std::chrono::milliseconds(config_.rl_group_deadline_ms);
   stragglers.resample = config_.rl_straggler_policy == "resample";
+  if (round == 0 && config_.rl_oversample_groups > 0) {
+    // Oversampling: the step needs its rl.prompts_per_step groups; the
+    // slowest extra ones are cut.
+    stragglers.finish_after = static_cast<int>(
+        std::max<int64_t>(1, static_cast<int64_t>(requests.size()) - config_.rl_oversample_groups));
+  }
   absl::StatusOr<std::vector<PeerClients::GroupResult>> groups =
       clients_->GenerateGroups(requests, options_.requests_per_worker, stragglers);
   out.workers_lost = ReportLostWorkers();
@@ -426,7 +432,7 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
     }
     out.samples_resampled += g.resampled;
     if (g.dropped) {
-      out.groups_dropped += 1;
+      (g.cut ? out.groups_cut : out.groups_dropped) += 1;
       // Accounted for in the lineage, so the audit does not call its
       // samples lost.
       absl::Status s = lineage_->Append(nlohmann::ordered_json{{"type", "dropped"},
@@ -434,7 +440,8 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
                                                                {"round", origin.round},
                                                                {"group", origin.group},
                                                                {"at_step", step},
-                                                               {"reason", "deadline"}});
+                                                               {"reason", g.cut ? "long-tail cut"
+                                                                                : "deadline"}});
       if (!s.ok()) return s;
     } else {
       bool unfinished = false;
@@ -538,8 +545,10 @@ absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) 
   const int64_t wanted = config_.rl_prompts_per_step;
   for (int64_t round = 0;; ++round) {
     // Groups carried from the previous step count toward round 0's prompts.
+    // Oversampling adds rl.oversample_groups to round 0 (the slowest are cut).
     const int64_t take =
-        round == 0 ? std::max<int64_t>(0, wanted - static_cast<int64_t>(carried_.size()))
+        round == 0 ? std::max<int64_t>(0, wanted - static_cast<int64_t>(carried_.size())) +
+                         config_.rl_oversample_groups
                    : wanted - out.kept_count;
     control_->SetActivity(absl::StrCat("step ", step, "/", config_.rl_steps, ": generating",
                                        round > 0 ? absl::StrCat(" (refill ", round, ")") : ""));
@@ -559,6 +568,7 @@ absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) 
     m.groups_dropped += scored->groups_dropped;
     m.samples_resampled += scored->samples_resampled;
     m.groups_carried += scored->groups_carried;
+    m.groups_cut += scored->groups_cut;
     out.rounds.push_back(*std::move(scored));
     if (!config_.rl_skip_uniform_groups || out.kept_count >= wanted ||
         round >= config_.rl_dynamic_sampling_rounds) {

@@ -110,6 +110,7 @@ class TrainingRun {
     std::vector<Origin> origins;
     std::vector<int64_t> carries;
     int64_t groups_carried = 0;  // groups of this round left partial for the next step
+    int64_t groups_cut = 0;      // oversampled groups cancelled by the long-tail cut
   };
   // Partial rollouts (rl.partial_rollout_tokens): a group with members cut at
   // the token budget waits here, finished members and partial ones, and is

@@ -64,6 +64,7 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["groups_dropped"] = m.groups_dropped;
   j["samples_resampled"] = m.samples_resampled;
   j["groups_carried"] = m.groups_carried;
+  j["groups_cut"] = m.groups_cut;
   return j.dump();
 }
 
@@ -96,6 +97,7 @@ void ExportStepMetrics(const StepMetrics& m) {
   r.Add("rlpost_controller_samples_resampled_total", {}, static_cast<double>(m.samples_resampled));
   r.Add("rlpost_controller_groups_total", {{"outcome", "carried"}},
         static_cast<double>(m.groups_carried));
+  r.Add("rlpost_controller_groups_total", {{"outcome", "cut"}}, static_cast<double>(m.groups_cut));
   r.Add("rlpost_controller_workers_lost_total", {}, static_cast<double>(m.workers_lost));
   r.Add("rlpost_controller_verifier_retries_total", {}, static_cast<double>(m.verifier_retries));
 }

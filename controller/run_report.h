@@ -65,6 +65,9 @@ struct StepMetrics {
   // Partial rollouts: groups cut at rl.partial_rollout_tokens and carried to
   // the next step.
   int64_t groups_carried = 0;
+  // Oversampling: the slowest extra groups, cancelled once the step had
+  // enough (rl.oversample_groups).
+  int64_t groups_cut = 0;
   // Verify batches retried after UNAVAILABLE / DEADLINE_EXCEEDED.
   int64_t verifier_retries = 0;
 };

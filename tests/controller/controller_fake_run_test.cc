@@ -775,6 +775,37 @@ TEST_F(FakeRunTest, ALostWorkersRequestsGoToTheOthersAndNothingIsLost) {
   EXPECT_EQ(audit->samples, 3 * 4 * 4);
 }
 
+TEST_F(FakeRunTest, OversamplingCutsTheLongTailInsteadOfWaiting) {
+  FakeCluster cluster(1);
+  // The first group of step 2 has a member that never finishes, and there
+  // is no group deadline: only the long-tail cut lets the step end.
+  cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() == 1) cluster.rollouts[0]->StraggleNextGenerate();
+  });
+  RunConfig config = SmallConfig(dir_);
+  config.rl_oversample_groups = 1;  // 5 groups issued, the first 4 done are kept
+  config.rl_skip_uniform_groups = false;
+  RunControl control;
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  absl::StatusOr<RunSummary> summary = run.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->steps, 3);
+  const std::vector<int64_t> cut = MetricColumn<int64_t>(dir_ + "/fake_run", "groups_cut");
+  ASSERT_EQ(cut.size(), 3u);
+  EXPECT_EQ(cut[1], 1);  // the straggler (other steps: 0 or 1, as timing falls)
+  EXPECT_LE(cut[0], 1);
+  EXPECT_LE(cut[2], 1);
+  EXPECT_EQ(MetricColumn<int64_t>(dir_ + "/fake_run", "groups_kept"),
+            (std::vector<int64_t>{4, 4, 4}));
+  // Cut groups are accounted for as dropped, not lost.
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->ok()) << (audit->problems.empty() ? "" : audit->problems.front());
+  EXPECT_EQ(audit->issued, 3 * 5 * 4);
+  EXPECT_EQ(audit->samples + audit->dropped, audit->issued);
+  EXPECT_GE(audit->dropped, 4);
+}
+
 TEST_F(FakeRunTest, AStragglerIsResampledOrItsGroupDropped) {
   for (const char* policy : {"resample", "drop"}) {
     std::filesystem::remove_all(dir_ + "/fake_run");
