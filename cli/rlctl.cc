@@ -5,12 +5,15 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <sstream>
+#include <fstream>
 #include <functional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "cli/generate_command.h"
 #include "cli/verify_command.h"
 #include "common/bearer_token.h"
@@ -55,6 +58,9 @@ std::string RlctlUsage() {
          "  workers list       the run's workers: role, address, version, health\n"
          "  workers drain ADDR take a rollout worker out of service before the next step\n"
          "  metrics [--last N] the run's per-step metrics (default: the last 20 steps)\n"
+         "  run submit --config FILE [--rollout A,B --verifier V --learner L] [key=value ...]\n"
+         "           start a run on a controller that has none running (the addresses\n"
+         "           default to the controller's own flags)\n"
          "  verify   judge a JSONL file with an rlpost-verifier (rlctl verify --help)\n"
          "  generate sample completions of a prompt from an rlpost-rollout worker\n"
          "           (rlctl generate --help)\n"
@@ -156,6 +162,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   std::string timeout_text = "10";
   std::string last_text;
   TlsFiles tls;
+  std::string submit_config, submit_rollouts, submit_verifier, submit_learner;
   std::string output = "table";
   std::string token_file;
   std::vector<std::string> commands;
@@ -191,7 +198,8 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
         has_value = true;
       }
       if (name != "addr" && name != "timeout" && name != "token-file" && name != "last" &&
-          name != "tls-ca" && name != "tls-cert" && name != "tls-key") {
+          name != "tls-ca" && name != "tls-cert" && name != "tls-key" && name != "config" &&
+          name != "rollout" && name != "verifier" && name != "learner") {
         err << "rlctl: unknown flag '--" << name << "'\n" << RlctlUsage();
         return kRlctlUsage;
       }
@@ -208,10 +216,29 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
        : name == "tls-ca"   ? tls.ca
        : name == "tls-cert" ? tls.cert
        : name == "tls-key"  ? tls.key
+       : name == "config"   ? submit_config
+       : name == "rollout"  ? submit_rollouts
+       : name == "verifier" ? submit_verifier
+       : name == "learner"  ? submit_learner
                             : token_file) = value;
       continue;
     }
     commands.push_back(arg);
+  }
+  // `rlctl run submit --config FILE [key=value ...]`: the rest are overrides.
+  std::vector<std::string> submit_overrides;
+  const bool submit = commands.size() >= 2 && commands[0] == "run" && commands[1] == "submit";
+  if (submit) {
+    submit_overrides.assign(commands.begin() + 2, commands.end());
+    commands = {"submit"};
+    if (submit_config.empty()) {
+      err << "rlctl: run submit needs --config FILE (a run config YAML)\n";
+      return kRlctlUsage;
+    }
+  } else if (!submit_config.empty() || !submit_rollouts.empty() || !submit_verifier.empty() ||
+             !submit_learner.empty()) {
+    err << "rlctl: --config, --rollout, --verifier and --learner belong to `rlctl run submit`\n";
+    return kRlctlUsage;
   }
   // `rlctl run status|pause|resume|stop|checkpoint` = the same commands
   // without `run`.
@@ -246,7 +273,7 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
                                               : commands[0];
   if (command != "status" && command != "pause" && command != "resume" && command != "stop" &&
       command != "checkpoint" && command != "config" && command != "workers-list" &&
-      command != "workers-drain" && command != "metrics") {
+      command != "workers-drain" && command != "metrics" && command != "submit") {
     err << "rlctl: unknown command '" << command << "'\n" << RlctlUsage();
     return kRlctlUsage;
   }
@@ -282,7 +309,24 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
   v1::RunConfigText config;
   v1::StepMetricsList metrics;
   grpc::Status rpc;
-  if (command == "metrics") {
+  if (command == "submit") {
+    std::ifstream in(submit_config);
+    if (!in) {
+      err << "rlctl: cannot read --config '" << submit_config << "'\n";
+      return kRlctlUsage;
+    }
+    std::stringstream yaml;
+    yaml << in.rdbuf();
+    v1::SubmitRunRequest request;
+    request.set_config_yaml(yaml.str());
+    for (const std::string& o : submit_overrides) request.add_overrides(o);
+    for (absl::string_view r : absl::StrSplit(submit_rollouts, ',', absl::SkipEmpty())) {
+      request.add_rollouts(std::string(r));
+    }
+    request.set_verifier(submit_verifier);
+    request.set_learner(submit_learner);
+    rpc = stub->SubmitRun(&context, request, &status);
+  } else if (command == "metrics") {
     v1::GetMetricsRequest request;
     request.set_last(last);
     rpc = stub->GetMetrics(&context, request, &metrics);
@@ -330,6 +374,9 @@ int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
     out << FormatRunStatus(status);
   } else if (command == "workers-list") {
     out << FormatWorkers(status);
+  } else if (command == "submit") {
+    out << "submitted run '" << status.run_name() << "'; follow it with: rlctl --addr " << addr
+        << " status\n";
   } else if (command == "workers-drain") {
     out << "drain: " << commands[2] << " leaves before the next step of run '"
         << status.run_name() << "'\n";

@@ -1,5 +1,8 @@
 #include "controller/control_service.h"
 
+#include "common/config.h"
+#include "common/run_config.h"
+
 #include "absl/strings/str_cat.h"
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
@@ -57,6 +60,44 @@ grpc::Status ControlServiceImpl::Checkpoint(grpc::ServerContext* context,
   if (grpc::Status a = Authorize(*context, "checkpoint"); !a.ok()) return a;
   RLPOST_LOG(INFO) << "control: checkpoint requested";
   return Reply(control_->RequestCheckpoint(), response);
+}
+
+grpc::Status ControlServiceImpl::SubmitRun(grpc::ServerContext* context,
+                                           const v1::SubmitRunRequest* request,
+                                           v1::RunStatus* response) {
+  if (grpc::Status a = Authorize(*context, "SubmitRun"); !a.ok()) return a;
+  // The config is checked here, so a bad one is refused with the key named
+  // and nothing starts.
+  absl::StatusOr<Config> config =
+      Config::FromYaml(RunConfigSchema(), request->config_yaml(), "the submitted config");
+  for (const std::string& o : request->overrides()) {
+    if (!config.ok()) break;
+    absl::Status s = config->ApplyOverride(o);
+    if (!s.ok()) config = s;
+  }
+  absl::StatusOr<RunConfig> parsed =
+      config.ok() ? ParseRunConfig(*config) : absl::StatusOr<RunConfig>(config.status());
+  if (!parsed.ok()) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("SubmitRun: ", parsed.status().message())));
+  }
+  v1::SubmitRunRequest job = *request;
+  if (job.rollouts().empty()) {
+    for (const std::string& r : default_peers_.rollouts) job.add_rollouts(r);
+  }
+  if (job.verifier().empty()) job.set_verifier(default_peers_.verifier);
+  if (job.learner().empty()) job.set_learner(default_peers_.learner);
+  if (job.rollouts().empty() || job.verifier().empty() || job.learner().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        "SubmitRun: no rollout, verifier or learner address: name them in the request "
+        "(rlctl run submit --rollout A,B --verifier V --learner L) or start the controller "
+        "with --rollout, --verifier and --learner"));
+  }
+  absl::Status s = control_->Submit(std::move(job), parsed->name, parsed->rl_steps);
+  if (!s.ok()) return ToGrpcStatus(s);
+  RLPOST_LOG(INFO) << "control: run '" << parsed->name << "' submitted";
+  *response = control_->Status();
+  return grpc::Status::OK;
 }
 
 grpc::Status ControlServiceImpl::GetMetrics(grpc::ServerContext*,

@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "controller/peer_clients.h"
 #include "controller/run_control.h"
 #include <string>
 #include <utility>
@@ -34,6 +35,11 @@ class ControlServiceImpl final : public v1::ControlService::Service {
                           v1::RunStatus* response) override;
   grpc::Status GetMetrics(grpc::ServerContext* context, const v1::GetMetricsRequest* request,
                           v1::StepMetricsList* response) override;
+  grpc::Status SubmitRun(grpc::ServerContext* context, const v1::SubmitRunRequest* request,
+                         v1::RunStatus* response) override;
+  // Process addresses a submitted run uses when it names none (the
+  // controller's --rollout/--verifier/--learner flags).
+  void set_default_peers(PeerAddresses peers) { default_peers_ = std::move(peers); }
   grpc::Status GetConfig(grpc::ServerContext* context, const v1::GetConfigRequest* request,
                          v1::RunConfigText* response) override;
   grpc::Status RegisterWorker(grpc::ServerContext* context,
@@ -47,6 +53,7 @@ class ControlServiceImpl final : public v1::ControlService::Service {
 
   RunControl* control_;
   std::string token_;
+  PeerAddresses default_peers_;
 };
 
 }  // namespace rlpost

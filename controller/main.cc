@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_split.h"
@@ -27,6 +28,39 @@ namespace {
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitSignal = 143;
+
+struct JobResult {
+  absl::Status status;
+  bool interrupted = false;  // a shutdown signal cancelled it
+};
+
+// Runs one job to its end, or until a shutdown signal cancels it; prints the
+// outcome on stderr.
+JobResult RunJob(const RunConfig& config, const PeerAddresses& peers, RunControl* control) {
+  TrainingRun run(config, peers, control);
+  JobResult result;
+  std::atomic<bool> done{false};
+  std::thread runner([&] {
+    result.status = run.Run().status();
+    done.store(true);
+  });
+  while (!done.load() && !ShutdownRequested()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  result.interrupted = !done.load();
+  if (result.interrupted) {
+    RLPOST_LOG(INFO) << "shutdown signal: cancelling the run";
+    run.Cancel();
+  }
+  runner.join();
+  std::cout << std::flush;
+  if (result.interrupted) {
+    std::cerr << "rlpost-controller: " << result.status.message() << "\n";
+  } else if (!result.status.ok()) {
+    std::cerr << "rlpost-controller: run failed: " << result.status.message() << "\n";
+  }
+  return result;
+}
 
 int Main(int argc, char** argv) {
   InstallShutdownSignals();
@@ -55,7 +89,8 @@ int Main(int argc, char** argv) {
                 << "  key=value  override a run config key (docs/configuration.md)\n"
                 << "With --rollout, --verifier and --learner it runs the job at once and exits\n"
                 << "0 when it finished, 1 when it failed, 2 on bad flags or config, 143 when\n"
-                << "stopped by a signal. With only --listen it serves the control API idle.\n";
+                << "stopped by a signal. With only --listen it serves the control API idle and\n"
+                << "runs each run `rlctl run submit` sends, one at a time, until SIGTERM.\n";
       return 0;
     }
   }
@@ -119,39 +154,45 @@ int Main(int argc, char** argv) {
     std::cerr << "rlpost-controller: " << host.status().message() << "\n";
     return kExitFailed;
   }
-  if (!has_job) {
-    WaitForShutdown();
+  service.set_default_peers(peers);
+  auto finish = [&](int code) {
     (*host)->Shutdown();
-    return 0;
+    if (metrics) metrics->Stop();
+    std::cout << std::flush;
+    return code;
+  };
+  if (has_job) {
+    const JobResult r = RunJob(*config, peers, &control);
+    return finish(r.interrupted ? kExitSignal : r.status.ok() ? 0 : kExitFailed);
   }
-
-  TrainingRun run(*config, peers, &control);
-  absl::Status result;
-  std::atomic<bool> done{false};
-  std::thread runner([&] {
-    result = run.Run().status();
-    done.store(true);
-    RequestShutdown();  // wakes the main thread
-  });
-  WaitForShutdown();
-  const bool interrupted = !done.load();
-  if (interrupted) {
-    RLPOST_LOG(INFO) << "shutdown signal: cancelling the run";
-    run.Cancel();
+  // No job on the command line: serve the control API and run what
+  // `rlctl run submit` sends, one run at a time, until SIGTERM.
+  while (true) {
+    std::optional<v1::SubmitRunRequest> job;
+    while (!ShutdownRequested() && !(job = control.TakeSubmitted())) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!job) return finish(0);
+    // SubmitRun checked the config already.
+    absl::StatusOr<Config> raw =
+        Config::FromYaml(RunConfigSchema(), job->config_yaml(), "the submitted config");
+    for (const std::string& o : job->overrides()) {
+      if (raw.ok()) (void)raw->ApplyOverride(o);
+    }
+    absl::StatusOr<RunConfig> submitted =
+        raw.ok() ? ParseRunConfig(*raw) : absl::StatusOr<RunConfig>(raw.status());
+    if (!submitted.ok()) {
+      std::cerr << "rlpost-controller: submitted run: " << submitted.status().message() << "\n";
+      continue;
+    }
+    control.SetConfigYaml(raw->ToYaml());
+    PeerAddresses job_peers;
+    job_peers.rollouts.assign(job->rollouts().begin(), job->rollouts().end());
+    job_peers.verifier = job->verifier();
+    job_peers.learner = job->learner();
+    const JobResult r = RunJob(*submitted, job_peers, &control);
+    if (r.interrupted) return finish(kExitSignal);
   }
-  runner.join();
-  (*host)->Shutdown();
-  if (metrics) metrics->Stop();
-  std::cout << std::flush;
-  if (interrupted) {
-    std::cerr << "rlpost-controller: " << result.message() << "\n";
-    return kExitSignal;
-  }
-  if (!result.ok()) {
-    std::cerr << "rlpost-controller: run failed: " << result.message() << "\n";
-    return kExitFailed;
-  }
-  return 0;
 }
 
 }  // namespace

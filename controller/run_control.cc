@@ -20,6 +20,38 @@ void RunControl::BeginRun(const std::string& run_name, int64_t total_steps) {
   status_.set_state(v1::RUN_STATE_STARTING);
   activity_ = "starting";
   pause_requested_ = stop_requested_ = aborted_ = parked_ = checkpoint_requested_ = false;
+  metrics_lines_.clear();
+}
+
+absl::Status RunControl::Submit(v1::SubmitRunRequest request, const std::string& run_name,
+                                int64_t total_steps) {
+  absl::MutexLock lock(&mu_);
+  const v1::RunState state = status_.state();
+  if (submitted_.has_value()) {
+    return absl::FailedPreconditionError("another submitted run is waiting to start");
+  }
+  if (state != v1::RUN_STATE_UNSPECIFIED && state != v1::RUN_STATE_IDLE &&
+      state != v1::RUN_STATE_FINISHED && state != v1::RUN_STATE_FAILED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "run '", status_.run_name(), "' is ", v1::RunState_Name(state),
+        "; submit once it has ended (or stop it: rlctl stop)"));
+  }
+  submitted_ = std::move(request);
+  // Shown at once, so no one mistakes the previous run's end for this one's.
+  status_.Clear();
+  status_.set_run_name(run_name);
+  status_.set_total_steps(total_steps);
+  status_.set_state(v1::RUN_STATE_STARTING);
+  activity_ = "submitted";
+  metrics_lines_.clear();
+  return absl::OkStatus();
+}
+
+std::optional<v1::SubmitRunRequest> RunControl::TakeSubmitted() {
+  absl::MutexLock lock(&mu_);
+  std::optional<v1::SubmitRunRequest> out = std::move(submitted_);
+  submitted_.reset();
+  return out;
 }
 
 void RunControl::BeginSteps() {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,14 @@ class RunControl {
   void AddWorker(const v1::WorkerStatus& worker);
   // Every rollout worker and the learner now hold `version`.
   void SetWeightVersion(int64_t version);
+  // A run submitted through the control API (SubmitRun), for the
+  // controller's main loop: accepted when no run is loaded or the last one
+  // ended, and no other submitted run waits (FAILED_PRECONDITION otherwise).
+  // The run shows as `run_name`, STARTING, from then on.
+  absl::Status Submit(v1::SubmitRunRequest request, const std::string& run_name,
+                      int64_t total_steps);
+  std::optional<v1::SubmitRunRequest> TakeSubmitted();
+
   // One metrics.jsonl line per step, for GetMetrics (the newest 10,000).
   void AppendMetricsLine(std::string json_line);
   std::vector<std::string> MetricsLines(int last) const;
@@ -105,6 +114,7 @@ class RunControl {
   // FINISHED, FAILED); PAUSED and STOPPING are derived from the flags below.
   v1::RunStatus status_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> metrics_lines_ ABSL_GUARDED_BY(mu_);
+  std::optional<v1::SubmitRunRequest> submitted_ ABSL_GUARDED_BY(mu_);
   std::string activity_ ABSL_GUARDED_BY(mu_);
   bool pause_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;

@@ -9,6 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <thread>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/subprocess.h"
@@ -240,6 +243,84 @@ TEST_F(BinaryTest, IdleControllerServesStatusToTheRlctlBinary) {
                  dir_ + "/rlctl.log");
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_THAT(r.output, HasSubstr(addr));
+}
+
+TEST_F(BinaryTest, RunsSubmittedToAnIdleControllerRunOneAfterAnother) {
+  const std::string bin = FakeBinDir();
+  // Stand-in workers, each its own process.
+  std::vector<std::unique_ptr<Subprocess>> workers;
+  std::map<std::string, std::string> address;
+  for (const char* role : {"rlpost-rollout", "rlpost-verifier", "rlpost-learner"}) {
+    const std::string port_file = dir_ + "/" + role + ".port";
+    workers.push_back(std::make_unique<Subprocess>());
+    ASSERT_TRUE(workers.back()
+                    ->Start({bin + "/" + role, "--listen", "127.0.0.1:0", "--port-file", port_file},
+                            dir_ + "/" + role + ".log")
+                    .ok());
+    absl::StatusOr<int> port =
+        WaitForPortFile(port_file, workers.back().get(), role, std::chrono::seconds(30));
+    ASSERT_TRUE(port.ok()) << port.status();
+    address[role] = absl::StrCat("127.0.0.1:", *port);
+  }
+  Subprocess controller;
+  const std::string port_file = dir_ + "/controller.port";
+  ASSERT_TRUE(controller
+                  .Start({bin + "/rlpost-controller", "--listen", "127.0.0.1:0", "--port-file",
+                          port_file},
+                         dir_ + "/controller.log")
+                  .ok());
+  absl::StatusOr<int> port =
+      WaitForPortFile(port_file, &controller, "rlpost-controller", std::chrono::seconds(30));
+  ASSERT_TRUE(port.ok()) << port.status();
+  const std::string addr = absl::StrCat("127.0.0.1:", *port);
+  const std::string config = WriteConfig("job.yaml", "");
+  auto submit = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {BinDir() + "/rlctl", "--addr", addr, "run", "submit",
+                                     "--config", config,
+                                     "--rollout", address["rlpost-rollout"],
+                                     "--verifier", address["rlpost-verifier"],
+                                     "--learner", address["rlpost-learner"]};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunProcess(argv, dir_ + "/submit.log");
+  };
+  auto wait_finished = [&] {
+    for (int i = 0; i < 600; ++i) {
+      auto r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "status"}, dir_ + "/rlctl.log");
+      if (r.output.find("state      FINISHED") != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+
+  // A bad key is refused, naming it; nothing starts.
+  testing::ProcessResult r = submit({"rl.stepz=2"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("unknown config key 'rl.stepz'"));
+  // Missing addresses on a controller started without any.
+  r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "run", "submit", "--config", config},
+                 dir_ + "/submit.log");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no rollout, verifier or learner address"));
+
+  r = submit({"run.name=first", "rl.steps=2"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("submitted run 'first'"));
+  ASSERT_TRUE(wait_finished());
+  r = submit({"run.name=second", "rl.steps=3"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(wait_finished());
+  r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "status"}, dir_ + "/rlctl.log");
+  EXPECT_THAT(r.output, HasSubstr("second"));
+  EXPECT_THAT(r.output, HasSubstr("3/3"));
+  for (const char* run : {"first", "second"}) {
+    auto audit = RunProcess({BinDir() + "/rlpost", "audit", dir_ + "/runs/" + run},
+                            dir_ + "/audit.log");
+    EXPECT_EQ(audit.exit_code, 0) << run << ": " << audit.output;
+  }
+  controller.Signal(SIGTERM);
+  ASSERT_TRUE(controller.Wait(std::chrono::seconds(30)));
+  EXPECT_EQ(controller.exit_code(), 0);
+  for (auto& w : workers) w->Stop(std::chrono::milliseconds(2000));
 }
 
 TEST_F(BinaryTest, ControllerWithUnreachableWorkersExitsOneNamingTheAddress) {
