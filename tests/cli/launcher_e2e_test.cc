@@ -76,6 +76,20 @@ class BinaryTest : public ::testing::Test {
     return bin;
   }
 
+  // Starts `binary` listening on a free port of 127.0.0.1 (as `name`, with
+  // `extra` arguments); returns its address, or "" after a test failure.
+  std::string Serve(Subprocess* process, const std::string& binary, const std::string& name,
+                    const std::vector<std::string>& extra = {}) {
+    const std::string port_file = dir_ + "/" + name + ".port";
+    std::vector<std::string> argv = {binary, "--listen", "127.0.0.1:0", "--port-file", port_file};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    EXPECT_TRUE(process->Start(argv, dir_ + "/" + name + ".log").ok());
+    absl::StatusOr<int> port =
+        WaitForPortFile(port_file, process, name, std::chrono::seconds(30));
+    EXPECT_TRUE(port.ok()) << port.status();
+    return port.ok() ? absl::StrCat("127.0.0.1:", *port) : "";
+  }
+
   std::string dir_;
 };
 
@@ -205,16 +219,9 @@ TEST_F(BinaryTest, InterruptStopsEveryChildAndExits130) {
 
 TEST_F(BinaryTest, IdleControllerServesStatusToTheRlctlBinary) {
   Subprocess controller;
-  const std::string port_file = dir_ + "/controller.port";
-  ASSERT_TRUE(controller
-                  .Start({BinDir() + "/rlpost-controller", "--listen", "127.0.0.1:0",
-                          "--port-file", port_file, "rl.steps=7"},
-                         dir_ + "/controller.log")
-                  .ok());
-  absl::StatusOr<int> port =
-      WaitForPortFile(port_file, &controller, "rlpost-controller", std::chrono::seconds(30));
-  ASSERT_TRUE(port.ok()) << port.status();
-  const std::string addr = absl::StrCat("127.0.0.1:", *port);
+  const std::string addr =
+      Serve(&controller, BinDir() + "/rlpost-controller", "controller", {"rl.steps=7"});
+  ASSERT_FALSE(addr.empty());
 
   testing::ProcessResult r =
       RunProcess({BinDir() + "/rlctl", "--addr", addr, "status"}, dir_ + "/rlctl.log");
@@ -251,28 +258,13 @@ TEST_F(BinaryTest, RunsSubmittedToAnIdleControllerRunOneAfterAnother) {
   std::vector<std::unique_ptr<Subprocess>> workers;
   std::map<std::string, std::string> address;
   for (const char* role : {"rlpost-rollout", "rlpost-verifier", "rlpost-learner"}) {
-    const std::string port_file = dir_ + "/" + role + ".port";
     workers.push_back(std::make_unique<Subprocess>());
-    ASSERT_TRUE(workers.back()
-                    ->Start({bin + "/" + role, "--listen", "127.0.0.1:0", "--port-file", port_file},
-                            dir_ + "/" + role + ".log")
-                    .ok());
-    absl::StatusOr<int> port =
-        WaitForPortFile(port_file, workers.back().get(), role, std::chrono::seconds(30));
-    ASSERT_TRUE(port.ok()) << port.status();
-    address[role] = absl::StrCat("127.0.0.1:", *port);
+    address[role] = Serve(workers.back().get(), bin + "/" + role, role);
+    ASSERT_FALSE(address[role].empty());
   }
   Subprocess controller;
-  const std::string port_file = dir_ + "/controller.port";
-  ASSERT_TRUE(controller
-                  .Start({bin + "/rlpost-controller", "--listen", "127.0.0.1:0", "--port-file",
-                          port_file},
-                         dir_ + "/controller.log")
-                  .ok());
-  absl::StatusOr<int> port =
-      WaitForPortFile(port_file, &controller, "rlpost-controller", std::chrono::seconds(30));
-  ASSERT_TRUE(port.ok()) << port.status();
-  const std::string addr = absl::StrCat("127.0.0.1:", *port);
+  const std::string addr = Serve(&controller, bin + "/rlpost-controller", "controller");
+  ASSERT_FALSE(addr.empty());
   const std::string config = WriteConfig("job.yaml", "");
   auto submit = [&](const std::vector<std::string>& extra) {
     std::vector<std::string> argv = {BinDir() + "/rlctl", "--addr", addr, "run", "submit",
