@@ -156,6 +156,10 @@ std::vector<ConfigKey> Keys() {
       {"net.rpc_timeout_ms", T::kInt, "120000", "deadline of one RPC"},
       {"net.connect_retries", T::kInt, "8", "attempts to reach a process"},
       {"net.connect_backoff_ms", T::kInt, "100", "first retry delay (doubles)"},
+      {"net.heartbeat_ms", T::kInt, "2000",
+       "how often a registered worker tells the controller it is alive"},
+      {"net.heartbeat_timeout_ms", T::kInt, "10000",
+       "a registered rollout worker silent this long leaves service before the next step"},
   };
 }
 
@@ -182,7 +186,8 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
         "rollout.workers", "rollout.threads", "rollout.max_batch", "rollout.kv_block_size",
         "learner.world_size", "learner.threads", "learner.micro_batch_tokens",
         "learner.retained_versions", "run.lineage_file_mb", "run.keep_checkpoints",
-        "verifier.deadline_ms", "net.rpc_timeout_ms", "net.connect_retries"}) {
+        "verifier.deadline_ms", "net.rpc_timeout_ms", "net.connect_retries",
+        "net.heartbeat_ms", "net.heartbeat_timeout_ms"}) {
     absl::Status s = Positive(c, key);
     if (!s.ok()) return s;
   }
@@ -335,6 +340,13 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'rl.straggler_policy' must be resample or drop, got '",
         r.rl_straggler_policy, "'"));
+  }
+  r.heartbeat_ms = c.GetInt("net.heartbeat_ms");
+  r.heartbeat_timeout_ms = c.GetInt("net.heartbeat_timeout_ms");
+  if (r.heartbeat_timeout_ms <= r.heartbeat_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'net.heartbeat_timeout_ms' (", r.heartbeat_timeout_ms,
+        ") must exceed net.heartbeat_ms (", r.heartbeat_ms, ")"));
   }
   r.rl_oversample_groups = c.GetInt("rl.oversample_groups");
   if (r.rl_oversample_groups < 0) {

@@ -68,6 +68,8 @@ struct RunConfig {
   int64_t rl_group_deadline_ms = 0;            // 0: no straggler deadline
   std::string rl_straggler_policy = "resample";  // or "drop"
   int64_t run_restart_limit = 3;  // launcher: restarts per crashed service
+  int64_t heartbeat_ms = 2000;
+  int64_t heartbeat_timeout_ms = 10000;
   int64_t rl_oversample_groups = 0;             // extra groups cut at the long tail
   int64_t rl_partial_rollout_tokens = 0;        // 0: partial rollouts off
   int64_t rl_partial_rollout_max_carries = 2;

@@ -62,6 +62,17 @@ grpc::Status ControlServiceImpl::Checkpoint(grpc::ServerContext* context,
   return Reply(control_->RequestCheckpoint(), response);
 }
 
+grpc::Status ControlServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                           const v1::HeartbeatRequest* request,
+                                           v1::HeartbeatResponse* response) {
+  if (grpc::Status a = Authorize(*context, "Heartbeat"); !a.ok()) return a;
+  if (request->address().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("Heartbeat needs the worker's address"));
+  }
+  response->set_known(control_->Heartbeat(request->address(), request->role()));
+  return grpc::Status::OK;
+}
+
 grpc::Status ControlServiceImpl::SubmitRun(grpc::ServerContext* context,
                                            const v1::SubmitRunRequest* request,
                                            v1::RunStatus* response) {

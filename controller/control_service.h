@@ -37,6 +37,8 @@ class ControlServiceImpl final : public v1::ControlService::Service {
                           v1::StepMetricsList* response) override;
   grpc::Status SubmitRun(grpc::ServerContext* context, const v1::SubmitRunRequest* request,
                          v1::RunStatus* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
   // Process addresses a submitted run uses when it names none (the
   // controller's --rollout/--verifier/--learner flags).
   void set_default_peers(PeerAddresses peers) { default_peers_ = std::move(peers); }

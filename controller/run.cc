@@ -1041,6 +1041,21 @@ v1::WorkerStatus RolloutStatus(const std::string& address, int64_t version, bool
 }  // namespace
 
 void TrainingRun::AdmitJoiningWorkers() {
+  // Registered workers that stopped sending heartbeats leave before they
+  // are handed requests; they rejoin by registering again.
+  for (const std::string& address :
+       control_->SilentRollouts(absl::Milliseconds(config_.heartbeat_timeout_ms))) {
+    absl::Status s = clients_->DrainRollout(address);
+    if (!s.ok()) {
+      Print(absl::StrCat("rollout worker ", address, " sends no heartbeats but stays: ",
+                         s.message()));
+      continue;
+    }
+    control_->AddWorker(RolloutStatus(address, worker_version_, /*healthy=*/false));
+    Print(absl::StrCat("rollout worker ", address, ": no heartbeat for over ",
+                       config_.heartbeat_timeout_ms, " ms; out of service until it registers "
+                       "again; ", clients_->live_rollout_count(), " serving"));
+  }
   for (const std::string& address : control_->TakeDrainingRollouts()) {
     absl::Status s = clients_->DrainRollout(address);
     if (!s.ok()) {

@@ -246,6 +246,35 @@ absl::StatusOr<v1::RunStatus> RunControl::DrainRollout(const std::string& addres
 
 std::vector<std::string> RunControl::TakeDrainingRollouts() { return TakeQueue(&draining_); }
 
+bool RunControl::Heartbeat(const std::string& address, const std::string& role) {
+  absl::MutexLock lock(&mu_);
+  if (role == "rollout") last_heartbeat_[address] = now_();
+  for (const std::string& j : joining_) {
+    if (j == address) return true;
+  }
+  for (const v1::WorkerStatus& w : status_.workers()) {
+    if (w.address() == address && w.role() == role) return w.healthy();
+  }
+  return false;
+}
+
+std::vector<std::string> RunControl::SilentRollouts(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = now_();
+  std::vector<std::string> silent;
+  for (const v1::WorkerStatus& w : status_.workers()) {
+    if (w.role() != "rollout" || !w.healthy()) continue;
+    auto it = last_heartbeat_.find(w.address());
+    if (it != last_heartbeat_.end() && now - it->second > timeout) silent.push_back(w.address());
+  }
+  return silent;
+}
+
+void RunControl::SetClockForTesting(std::function<absl::Time()> now) {
+  absl::MutexLock lock(&mu_);
+  now_ = std::move(now);
+}
+
 bool RunControl::WaitForJoining(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
   auto queued = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !joining_.empty(); };

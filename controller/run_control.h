@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +42,15 @@ class RunControl {
   void AddWorker(const v1::WorkerStatus& worker);
   // Every rollout worker and the learner now hold `version`.
   void SetWeightVersion(int64_t version);
+  // Heartbeats of registered workers. Heartbeat records the time and says
+  // whether the worker counts as serving (listed and healthy, or queued to
+  // join). SilentRollouts: healthy rollout workers whose last heartbeat is
+  // older than `timeout` (workers that never sent one are not judged).
+  bool Heartbeat(const std::string& address, const std::string& role);
+  std::vector<std::string> SilentRollouts(absl::Duration timeout) const;
+  // The clock heartbeats are judged by (tests advance a fake one).
+  void SetClockForTesting(std::function<absl::Time()> now);
+
   // A run submitted through the control API (SubmitRun), for the
   // controller's main loop: accepted when no run is loaded or the last one
   // ended, and no other submitted run waits (FAILED_PRECONDITION otherwise).
@@ -115,6 +126,8 @@ class RunControl {
   v1::RunStatus status_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> metrics_lines_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::SubmitRunRequest> submitted_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Time> last_heartbeat_ ABSL_GUARDED_BY(mu_);  // rollout address
+  std::function<absl::Time()> now_ ABSL_GUARDED_BY(mu_) = [] { return absl::Now(); };
   std::string activity_ ABSL_GUARDED_BY(mu_);
   bool pause_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -804,6 +805,37 @@ TEST_F(FakeRunTest, OversamplingCutsTheLongTailInsteadOfWaiting) {
   EXPECT_EQ(audit->issued, 3 * 5 * 4);
   EXPECT_EQ(audit->samples + audit->dropped, audit->issued);
   EXPECT_GE(audit->dropped, 4);
+}
+
+TEST_F(FakeRunTest, ARolloutWorkerThatStopsHeartbeatingLeavesServiceBeforeTheNextStep) {
+  FakeCluster cluster(2);
+  RunControl control;
+  std::atomic<int64_t> seconds{1000};  // a fake clock, advanced by the test
+  control.SetClockForTesting([&] { return absl::FromUnixSeconds(seconds.load()); });
+  const std::string silent = cluster.rollout_addresses()[1];
+  int64_t calls_before_step2 = -1;
+  cluster.learner.set_train_hook([&](const v1::TrainBatch& b) {
+    if (b.step() == 0) {
+      control.Heartbeat(silent, "rollout");  // registered workers heartbeat...
+    } else if (b.step() == 1) {
+      seconds += 11;  // ...and this one has been silent for 11 s
+      calls_before_step2 = cluster.rollouts[1]->generate_calls();
+    }
+  });
+  RunConfig config = SmallConfig(dir_);  // net.heartbeat_timeout_ms = 10000
+  TrainingRun run(config, AddressesOf(cluster), &control, Options());
+  absl::StatusOr<RunSummary> summary = run.Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_THAT(out_.str(), HasSubstr("rollout worker " + silent +
+                                    ": no heartbeat for over 10000 ms; out of service"));
+  EXPECT_EQ(cluster.rollouts[1]->generate_calls(), calls_before_step2);  // nothing after step 1
+  // It is no longer counted as serving: its next heartbeat hears so (and
+  // the worker registers again).
+  EXPECT_FALSE(control.Heartbeat(silent, "rollout"));
+  EXPECT_TRUE(control.Heartbeat(cluster.rollout_addresses()[0], "rollout"));
+  absl::StatusOr<AuditReport> audit = AuditRun(dir_ + "/fake_run");
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_TRUE(audit->ok());
 }
 
 TEST_F(FakeRunTest, AStragglerIsResampledOrItsGroupDropped) {
