@@ -122,6 +122,18 @@ TEST_F(FaultsTest, AKilledControllerIsRestartedAndResumesFromTheCheckpoint) {
   EXPECT_THAT(out, ::testing::ContainsRegex("resumed from .*/f/checkpoints/version-[0-9]+ after step [0-9]"));
 }
 
+TEST_F(FaultsTest, AsyncModeKeepsItsStalenessBoundAcrossAControllerRestart) {
+  StartRun({"rollout.workers=1", "rl.mode=async", "rl.max_staleness=2"});
+  const int pid = PidOf("controller");
+  WaitFor("step 3/8");
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ExpectCompletesWithCleanAudit();
+  EXPECT_THAT(ReadFile(log_), HasSubstr("async mode: rollouts run up to 2 step(s) ahead"));
+  auto audit = RunProcess({BinDir() + "/rlpost", "audit", dir_ + "/f"}, dir_ + "/audit.log", 60s);
+  EXPECT_THAT(audit.output, ::testing::ContainsRegex("staleness: max [0-2] \\(bound 2\\), over the bound: 0"));
+}
+
 TEST_F(FaultsTest, AKilledLearnerRankBringsTheGroupBackFromTheCheckpoint) {
   StartRun({"rollout.workers=1", "learner.world_size=2"});
   const int pid = PidOf("learner\\[1\\]");
