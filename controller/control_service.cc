@@ -133,10 +133,14 @@ grpc::Status ControlServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                 const v1::RegisterWorkerRequest* request,
                                                 v1::RunStatus* response) {
   if (grpc::Status a = Authorize(*context, "RegisterWorker"); !a.ok()) return a;
+  if (request->role() == "verifier") {
+    RLPOST_LOG(INFO) << "control: verifier " << request->address() << " registers";
+    return Reply(control_->RegisterVerifier(request->address()), response);
+  }
   if (request->role() != "rollout") {
     return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
         "RegisterWorker: role '", request->role(),
-        "' cannot join a running job; only rollout workers can")));
+        "' cannot join a running job; rollout workers and verifiers can")));
   }
   RLPOST_LOG(INFO) << "control: rollout worker " << request->address() << " registers";
   return Reply(control_->RegisterRollout(request->address()), response);

@@ -53,7 +53,8 @@ PeerClients::PeerClients(const PeerAddresses& addresses, const PeerTimeouts& tim
     rollouts_.push_back(Rollout{address, v1::RolloutService::NewStub(MakeChannel(address))});
   }
   verifier_address_ = addresses.verifier;
-  verifier_ = v1::VerifierService::NewStub(MakeChannel(addresses.verifier));
+  verifiers_.push_back(
+      Verifier{addresses.verifier, v1::VerifierService::NewStub(MakeChannel(addresses.verifier))});
   learner_address_ = addresses.learner;
   learner_ = v1::LearnerService::NewStub(MakeChannel(addresses.learner));
 }
@@ -93,7 +94,7 @@ absl::Status PeerClients::Connect(const RetryPolicy& policy, const SleepFn& slee
       [&] {
         return FromGrpcStatus(canceller_->Call(timeouts_.connect,
                                                [&](grpc::ClientContext* ctx) {
-                                                 return verifier_->GetInfo(
+                                                 return verifiers_[0].stub->GetInfo(
                                                      ctx, v1::GetInfoRequest(), &verifier_info);
                                                }),
                               "GetInfo");
@@ -548,16 +549,69 @@ absl::StatusOr<std::vector<PeerClients::GroupResult>> PeerClients::GenerateGroup
   return results;
 }
 
+const PeerClients::Verifier& PeerClients::NextVerifier() {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  for (size_t tries = 0; tries < verifiers_.size(); ++tries) {
+    const Verifier& v = verifiers_[next_verifier_++ % verifiers_.size()];
+    if (!v.out) return v;
+  }
+  return verifiers_[0];  // none marked serving: the configured one
+}
+
+absl::StatusOr<int> PeerClients::AddVerifier(const std::string& address) {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  for (size_t i = 0; i < verifiers_.size(); ++i) {
+    if (verifiers_[i].address == address) {
+      verifiers_[i].out = false;
+      return static_cast<int>(i);
+    }
+  }
+  verifiers_.push_back(Verifier{address, v1::VerifierService::NewStub(MakeChannel(address))});
+  return static_cast<int>(verifiers_.size()) - 1;
+}
+
+absl::Status PeerClients::DrainVerifier(const std::string& address) {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  int serving = 0;
+  Verifier* target = nullptr;
+  for (Verifier& v : verifiers_) {
+    if (v.out) continue;
+    ++serving;
+    if (v.address == address) target = &v;
+  }
+  if (target == nullptr) {
+    return absl::NotFoundError(absl::StrCat("verifier ", address, " is not serving"));
+  }
+  if (serving == 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("verifier ", address, " is the last one serving"));
+  }
+  target->out = true;
+  return absl::OkStatus();
+}
+
+int PeerClients::live_verifier_count() const {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  int n = 0;
+  for (const Verifier& v : verifiers_) n += v.out ? 0 : 1;
+  return n;
+}
+
 absl::StatusOr<std::vector<v1::Verdict>> PeerClients::VerifyAll(
     const std::vector<v1::VerifyItem>& items) {
   std::vector<v1::Verdict> verdicts;
   verdicts.reserve(items.size());
-  const std::string who = absl::StrCat("verifier ", verifier_address_);
+  std::string who = absl::StrCat("verifier ", verifier_address_);
   // The call must outlive the verifier's own per-batch deadline.
   const std::chrono::milliseconds timeout =
       std::max(timeouts_.rpc, std::chrono::milliseconds(timeouts_.verifier_deadline_ms + 5000));
-  for (size_t begin = 0; begin < items.size(); begin += kVerifyBatch) {
-    const size_t end = std::min(items.size(), begin + kVerifyBatch);
+  // Batches no larger than an even share, so every serving verifier gets
+  // some of the items.
+  const size_t live = static_cast<size_t>(std::max(1, live_verifier_count()));
+  const size_t batch_size =
+      std::max<size_t>(1, std::min<size_t>(kVerifyBatch, (items.size() + live - 1) / live));
+  for (size_t begin = 0; begin < items.size(); begin += batch_size) {
+    const size_t end = std::min(items.size(), begin + batch_size);
     v1::VerifyRequest request;
     request.set_deadline_ms(timeouts_.verifier_deadline_ms);
     for (size_t i = begin; i < end; ++i) *request.add_items() = items[i];
@@ -571,8 +625,11 @@ absl::StatusOr<std::vector<v1::Verdict>> PeerClients::VerifyAll(
         [&]() -> absl::Status {
           if (attempts++ > 0) verifier_retries_.fetch_add(1);
           response.Clear();
+          // Batches (and retries) go round the serving verifiers.
+          const Verifier& v = NextVerifier();
+          who = absl::StrCat("verifier ", v.address);
           grpc::Status g = canceller_->Call(timeout, [&](grpc::ClientContext* ctx) {
-            return verifier_->Verify(ctx, request, &response);
+            return v.stub->Verify(ctx, request, &response);
           });
           if (canceller_->cancelled()) return absl::CancelledError("cancelled");
           return g.ok() ? absl::OkStatus() : FromGrpcStatus(g, absl::StrCat(who, " Verify"));

@@ -136,9 +136,18 @@ class PeerClients {
   // Verify batches retried since the last call.
   int64_t TakeVerifierRetries() { return verifier_retries_.exchange(0); }
 
-  // Verifies `items` in batches; verdicts come back in item order. A batch
-  // that fails UNAVAILABLE or DEADLINE_EXCEEDED is retried with the backoff
-  // policy given to Connect.
+  // Verifiers that registered with the controller join the one it was
+  // started with; batches go round the serving ones. AddVerifier takes one
+  // (back) into service; DrainVerifier takes one out (NOT_FOUND when not
+  // serving, FAILED_PRECONDITION for the last one). Between steps only.
+  absl::StatusOr<int> AddVerifier(const std::string& address);
+  absl::Status DrainVerifier(const std::string& address);
+  int live_verifier_count() const;
+
+  // Verifies `items` in batches, round the serving verifiers; verdicts come
+  // back in item order. A batch that fails UNAVAILABLE or DEADLINE_EXCEEDED
+  // is retried (on the next verifier) with the backoff policy given to
+  // Connect.
   absl::StatusOr<std::vector<v1::Verdict>> VerifyAll(const std::vector<v1::VerifyItem>& items);
 
   int rollout_count() const { return static_cast<int>(rollouts_.size()); }
@@ -177,8 +186,17 @@ class PeerClients {
   mutable std::mutex lost_mu_;
   std::vector<std::string> newly_lost_;  // guarded by lost_mu_
   std::vector<std::string> lost_reasons_;  // every loss, for the final error
-  std::string verifier_address_;
-  std::unique_ptr<v1::VerifierService::Stub> verifier_;
+  struct Verifier {
+    std::string address;
+    std::unique_ptr<v1::VerifierService::Stub> stub;
+    bool out = false;  // guarded by lost_mu_
+  };
+  // The next serving verifier, round robin.
+  const Verifier& NextVerifier();
+
+  std::string verifier_address_;  // the one the run was started with
+  std::vector<Verifier> verifiers_;
+  size_t next_verifier_ = 0;  // guarded by lost_mu_
   std::string learner_address_;
   std::unique_ptr<v1::LearnerService::Stub> learner_;
 };

@@ -1066,6 +1066,27 @@ void TrainingRun::AdmitJoiningWorkers() {
     Print(absl::StrCat("rollout worker drained: ", address, "; ",
                        clients_->live_rollout_count(), " serving"));
   }
+  // Verifiers: registered ones join the pool; silent ones leave it.
+  for (const std::string& address : control_->TakeJoiningVerifiers()) {
+    absl::StatusOr<int> index = clients_->AddVerifier(address);
+    if (!index.ok()) continue;
+    v1::WorkerStatus w = RolloutStatus(address, 0, /*healthy=*/true);
+    w.set_role("verifier");
+    control_->AddWorker(w);
+    Print(absl::StrCat("verifier joined: ", address, "; ", clients_->live_verifier_count(),
+                       " serving"));
+  }
+  for (const std::string& address :
+       control_->SilentWorkers("verifier", absl::Milliseconds(config_.heartbeat_timeout_ms))) {
+    absl::Status s = clients_->DrainVerifier(address);
+    if (!s.ok()) continue;  // the last one stays; its calls are retried
+    v1::WorkerStatus w = RolloutStatus(address, 0, /*healthy=*/false);
+    w.set_role("verifier");
+    control_->AddWorker(w);
+    Print(absl::StrCat("verifier ", address, ": no heartbeat for over ",
+                       config_.heartbeat_timeout_ms, " ms; out of service until it registers "
+                       "again"));
+  }
   const std::vector<std::string> joining = control_->TakeJoiningRollouts();
   if (joining.empty()) return;
   // The version the other workers hold (in async mode the learner may have

@@ -240,6 +240,14 @@ absl::StatusOr<v1::RunStatus> RunControl::RegisterRollout(const std::string& add
 
 std::vector<std::string> RunControl::TakeJoiningRollouts() { return TakeQueue(&joining_); }
 
+absl::StatusOr<v1::RunStatus> RunControl::RegisterVerifier(const std::string& address) {
+  return QueueRollout(&joining_verifiers_, address, "RegisterWorker", "register a worker");
+}
+
+std::vector<std::string> RunControl::TakeJoiningVerifiers() {
+  return TakeQueue(&joining_verifiers_);
+}
+
 absl::StatusOr<v1::RunStatus> RunControl::DrainRollout(const std::string& address) {
   return QueueRollout(&draining_, address, "DrainWorker", "drain a worker");
 }
@@ -248,8 +256,8 @@ std::vector<std::string> RunControl::TakeDrainingRollouts() { return TakeQueue(&
 
 bool RunControl::Heartbeat(const std::string& address, const std::string& role) {
   absl::MutexLock lock(&mu_);
-  if (role == "rollout") last_heartbeat_[address] = now_();
-  for (const std::string& j : joining_) {
+  last_heartbeat_[role + "/" + address] = now_();
+  for (const std::string& j : role == "verifier" ? joining_verifiers_ : joining_) {
     if (j == address) return true;
   }
   for (const v1::WorkerStatus& w : status_.workers()) {
@@ -258,13 +266,14 @@ bool RunControl::Heartbeat(const std::string& address, const std::string& role) 
   return false;
 }
 
-std::vector<std::string> RunControl::SilentRollouts(absl::Duration timeout) const {
+std::vector<std::string> RunControl::SilentWorkers(const std::string& role,
+                                                   absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
   const absl::Time now = now_();
   std::vector<std::string> silent;
   for (const v1::WorkerStatus& w : status_.workers()) {
-    if (w.role() != "rollout" || !w.healthy()) continue;
-    auto it = last_heartbeat_.find(w.address());
+    if (w.role() != role || !w.healthy()) continue;
+    auto it = last_heartbeat_.find(role + "/" + w.address());
     if (it != last_heartbeat_.end() && now - it->second > timeout) silent.push_back(w.address());
   }
   return silent;

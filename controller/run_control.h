@@ -47,7 +47,10 @@ class RunControl {
   // join). SilentRollouts: healthy rollout workers whose last heartbeat is
   // older than `timeout` (workers that never sent one are not judged).
   bool Heartbeat(const std::string& address, const std::string& role);
-  std::vector<std::string> SilentRollouts(absl::Duration timeout) const;
+  std::vector<std::string> SilentRollouts(absl::Duration timeout) const {
+    return SilentWorkers("rollout", timeout);
+  }
+  std::vector<std::string> SilentWorkers(const std::string& role, absl::Duration timeout) const;
   // The clock heartbeats are judged by (tests advance a fake one).
   void SetClockForTesting(std::function<absl::Time()> now);
 
@@ -86,6 +89,9 @@ class RunControl {
   absl::StatusOr<v1::RunStatus> RequestCheckpoint();
   // Queues a rollout worker to join before the next RL step.
   absl::StatusOr<v1::RunStatus> RegisterRollout(const std::string& address);
+  // Queues a verifier to join the run's verifiers before the next RL step.
+  absl::StatusOr<v1::RunStatus> RegisterVerifier(const std::string& address);
+  std::vector<std::string> TakeJoiningVerifiers();
   // The addresses queued since the last call (the run loop takes them).
   std::vector<std::string> TakeJoiningRollouts();
   // Queues a rollout worker to be drained before the next RL step.
@@ -126,7 +132,8 @@ class RunControl {
   v1::RunStatus status_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> metrics_lines_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::SubmitRunRequest> submitted_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, absl::Time> last_heartbeat_ ABSL_GUARDED_BY(mu_);  // rollout address
+  // "role/address" -> last heartbeat.
+  std::map<std::string, absl::Time> last_heartbeat_ ABSL_GUARDED_BY(mu_);
   std::function<absl::Time()> now_ ABSL_GUARDED_BY(mu_) = [] { return absl::Now(); };
   std::string activity_ ABSL_GUARDED_BY(mu_);
   bool pause_requested_ ABSL_GUARDED_BY(mu_) = false;
@@ -136,6 +143,7 @@ class RunControl {
   bool checkpoint_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> joining_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> draining_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> joining_verifiers_ ABSL_GUARDED_BY(mu_);
   std::string config_yaml_ ABSL_GUARDED_BY(mu_);
 };
 

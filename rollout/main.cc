@@ -11,6 +11,7 @@
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "common/membership.h"
 #include "common/tls.h"
 #include "common/metrics_http_server.h"
 #include "common/metrics_registry.h"
@@ -147,63 +148,25 @@ int main(int argc, char** argv) {
     }
     token = *t;
   }
-  std::thread heartbeats;
+  std::unique_ptr<ControllerMembership> membership;
   if (!controller.empty()) {
     // Join a running job: the controller pushes the current weights before
-    // its next step, then sends requests.
-    RetryPolicy policy;
-    policy.max_attempts = static_cast<int>(config->connect_retries);
-    policy.initial_backoff = std::chrono::milliseconds(config->connect_backoff_ms);
-    auto stub = v1::ControlService::NewStub(MakeChannel(controller));
-    auto register_once = [&]() -> absl::Status {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-      AttachBearerToken(&ctx, token);
-      v1::RegisterWorkerRequest request;
-      request.set_address(advertise);
-      request.set_role("rollout");
-      v1::RunStatus status;
-      return FromGrpcStatus(stub->RegisterWorker(&ctx, request, &status),
-                            absl::StrCat("controller ", controller, " RegisterWorker"));
-    };
-    absl::Status joined = RetryWithBackoff(register_once, policy, absl::StrCat("controller ", controller));
+    // its next step, then sends requests; heartbeats keep it informed.
+    ControllerMembership::Options m =
+        ControllerMembership::Options::For(controller, advertise, "rollout", token, *config);
+    RolloutEngine* e = engine->get();
+    m.weight_version = [e] { return e->weight_version(); };
+    absl::StatusOr<std::unique_ptr<ControllerMembership>> joined =
+        ControllerMembership::Join(std::move(m));
     if (!joined.ok()) {
-      std::cerr << "rlpost-rollout: cannot join: " << joined.message() << "\n";
+      std::cerr << "rlpost-rollout: cannot join: " << joined.status().message() << "\n";
       (*host)->Shutdown();
       return 1;
     }
-    RLPOST_LOG(INFO) << "registered with controller " << controller << " as " << advertise;
-    // Heartbeats until shutdown; a controller that no longer counts this
-    // worker as serving (it restarted, or marked it lost) gets a new
-    // registration.
-    heartbeats = std::thread([&, register_once] {
-      const auto period = std::chrono::milliseconds(config->heartbeat_ms);
-      auto next = std::chrono::steady_clock::now() + period;
-      while (!ShutdownRequested()) {
-        if (std::chrono::steady_clock::now() < next) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-          continue;
-        }
-        next += period;
-        grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() + period);
-        AttachBearerToken(&ctx, token);
-        v1::HeartbeatRequest request;
-        request.set_address(advertise);
-        request.set_role("rollout");
-        request.set_weight_version(engine->get()->weight_version());
-        v1::HeartbeatResponse response;
-        const grpc::Status hs = stub->Heartbeat(&ctx, request, &response);
-        if (hs.ok() && !response.known()) {
-          absl::Status again = register_once();
-          RLPOST_LOG(INFO) << "controller did not count this worker as serving; registered again: "
-                           << (again.ok() ? "ok" : std::string(again.message()));
-        }
-      }
-    });
+    membership = *std::move(joined);
   }
   WaitForShutdown();
-  if (heartbeats.joinable()) heartbeats.join();
+  if (membership) membership->Stop();
   (*host)->Shutdown();
   if (metrics) metrics->Stop();
   return 0;

@@ -1,8 +1,8 @@
 // rlpost-verifier: serves VerifierService on --listen until SIGTERM/SIGINT.
 //
 // The launcher passes the run config to every process (--config PATH and
-// key=value overrides); the verifier is stateless and takes nothing from it,
-// so both are accepted and ignored.
+// key=value overrides); the verifier is stateless and reads only the net.*
+// keys from it, when it joins a controller (--controller/--advertise).
 
 #include <algorithm>
 #include <cstdio>
@@ -14,7 +14,10 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "common/bearer_token.h"
 #include "common/grpc_util.h"
+#include "common/membership.h"
+#include "common/run_config.h"
 #include "common/tls.h"
 #include "common/logging.h"
 #include "common/metrics_http_server.h"
@@ -59,7 +62,8 @@ int main(int argc, char** argv) {
   std::string math_workers;
   std::string metrics_port_file;
   std::string code_warm_sandboxes;
-  std::string config;  // accepted and ignored, see the file comment
+  std::string config;  // read only for net.* keys when joining a controller
+  std::string controller, advertise, token_file;
   std::vector<rlpost::FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve on (required; port 0 picks a free one)"},
       {"port-file", &port_file, "write the bound port to this file (optional)"},
@@ -82,6 +86,10 @@ int main(int argc, char** argv) {
        "every run's sandbox on demand (default 2, at most 64; see docs/verifier_code.md)"},
       {"config", &config, "run config (ignored: the verifier needs none)"},
   };
+  flags.push_back({"controller", &controller,
+                   "HOST:PORT of a running controller to join as a verifier (needs --advertise)"});
+  flags.push_back({"advertise", &advertise, "HOST:PORT the controller reaches this verifier at"});
+  flags.push_back({"token-file", &token_file, "the controller's bearer token, when it has one"});
   rlpost::TlsFiles tls;
   for (rlpost::FlagSpec& f : rlpost::TlsFlags(&tls)) flags.push_back(f);
   const std::string usage =
@@ -108,6 +116,11 @@ int main(int argc, char** argv) {
     }
   }
   if (listen.empty()) return UsageError("--listen HOST:PORT is required", usage);
+  if (!controller.empty() && advertise.empty()) {
+    return UsageError("--controller needs --advertise HOST:PORT (this verifier's address as the "
+                      "controller reaches it)",
+                      usage);
+  }
 
   rlpost::VerifierServiceImpl::Options options;
   if (!deadline_ms.empty()) {
@@ -174,7 +187,34 @@ int main(int argc, char** argv) {
   RLPOST_LOG(INFO) << "verifier " << rlpost::kVerifierVersion << " serving kinds: math"
                    << (serves_code ? ", code" : "") << " (max-concurrency "
                    << options.max_concurrency << ", max-queue " << options.max_queue << ")";
+  std::unique_ptr<rlpost::ControllerMembership> membership;
+  if (!controller.empty()) {
+    absl::StatusOr<rlpost::RunConfig> run_config = rlpost::LoadRunConfig(config, positional);
+    std::string token;
+    if (!token_file.empty()) {
+      absl::StatusOr<std::string> t = rlpost::ReadTokenFile(token_file);
+      if (!t.ok()) {
+        (*host)->Shutdown();
+        return UsageError(std::string(t.status().message()), usage);
+      }
+      token = *t;
+    }
+    if (!run_config.ok()) {
+      (*host)->Shutdown();
+      return UsageError(std::string(run_config.status().message()), usage);
+    }
+    auto joined = rlpost::ControllerMembership::Join(rlpost::ControllerMembership::Options::For(
+        controller, advertise, "verifier", token, *run_config));
+    if (!joined.ok()) {
+      std::fprintf(stderr, "rlpost-verifier: cannot join: %s\n",
+                   std::string(joined.status().message()).c_str());
+      (*host)->Shutdown();
+      return 1;
+    }
+    membership = *std::move(joined);
+  }
   rlpost::WaitForShutdown();
+  if (membership) membership->Stop();
   // Stop accepting and drain the calls in flight, then the metrics thread.
   (*host)->Shutdown();
   if (metrics) metrics->Stop();

@@ -20,4 +20,4 @@ endif()
 
 add_executable(rlpost-verifier main.cc)
 set_target_properties(rlpost-verifier PROPERTIES OUTPUT_NAME rlpost-verifier)
-target_link_libraries(rlpost-verifier PRIVATE rlpost::verifier)
+target_link_libraries(rlpost-verifier PRIVATE rlpost::verifier rlpost::membership)

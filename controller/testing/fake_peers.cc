@@ -215,10 +215,16 @@ void FakeVerifier::FailNext(int calls) {
   fail_next_ = calls;
 }
 
+int64_t FakeVerifier::calls() const {
+  absl::MutexLock lock(&mu_);
+  return calls_;
+}
+
 grpc::Status FakeVerifier::Verify(grpc::ServerContext*, const v1::VerifyRequest* request,
                                   v1::VerifyResponse* response) {
   {
     absl::MutexLock lock(&mu_);
+    ++calls_;
     if (fail_next_ > 0) {
       --fail_next_;
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake verifier: restarting");

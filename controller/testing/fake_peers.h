@@ -70,6 +70,8 @@ class FakeVerifier final : public v1::VerifierService::Service {
  public:
   // The next `calls` Verify calls fail UNAVAILABLE (a restarting verifier).
   void FailNext(int calls);
+  // Verify calls received.
+  int64_t calls() const;
 
   grpc::Status Verify(grpc::ServerContext* context, const v1::VerifyRequest* request,
                       v1::VerifyResponse* response) override;
@@ -77,8 +79,9 @@ class FakeVerifier final : public v1::VerifierService::Service {
                        v1::VerifierInfo* response) override;
 
  private:
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   int fail_next_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class FakeLearner final : public v1::LearnerService::Service {

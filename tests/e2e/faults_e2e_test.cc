@@ -74,6 +74,7 @@ class FaultsTest : public ::testing::Test {
   // Waits for the run to end; expects success and a clean audit.
   void ExpectCompletesWithCleanAudit() {
     ASSERT_TRUE(launcher_.Wait(600s)) << "the run did not end";
+    if (extra_) extra_->Stop(2000ms);  // a process the test added: not the launcher's
     ASSERT_EQ(launcher_.exit_code(), 0) << ReadFile(log_);
     const std::string out = ReadFile(log_);
     EXPECT_THAT(out, HasSubstr("step 8/8"));
@@ -82,6 +83,24 @@ class FaultsTest : public ::testing::Test {
     EXPECT_EQ(audit.exit_code, 0) << audit.output;
     EXPECT_THAT(audit.output, HasSubstr(", lost: 0, duplicated: 0"));
     EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+  }
+
+  // Pauses the run, starts `argv` as the test's extra process, waits until
+  // it has registered with the controller, then resumes the run.
+  void JoinWhilePaused(const std::string& controller, const std::vector<std::string>& argv) {
+    auto paused = RunProcess({BinDir() + "/rlctl", "--addr", controller, "pause"},
+                             dir_ + "/pause.log", 60s);
+    ASSERT_EQ(paused.exit_code, 0) << paused.output;
+    extra_ = std::make_unique<Subprocess>();
+    ASSERT_TRUE(extra_->Start(argv, dir_ + "/extra.log").ok());
+    for (int i = 0; i < 600 && ReadFile(dir_ + "/extra.log").find("registered with controller") ==
+                                   std::string::npos;
+         ++i) {
+      std::this_thread::sleep_for(100ms);
+    }
+    auto resumed = RunProcess({BinDir() + "/rlctl", "--addr", controller, "resume"},
+                              dir_ + "/resume.log", 60s);
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   }
 
   std::string dir_, log_;
@@ -149,31 +168,39 @@ TEST_F(FaultsTest, AKilledLearnerRankBringsTheGroupBackFromTheCheckpoint) {
 TEST_F(FaultsTest, ARolloutWorkerAddedMidRunServes) {
   StartRun({"rollout.workers=1"});
   const std::string controller = WaitFor("rlctl --addr (127\\.0\\.0\\.1:[0-9]+) status");
-  // Paused before the next RL step until the new worker has registered, so
-  // it joins mid-run however long it takes to start.
-  auto paused = RunProcess({BinDir() + "/rlctl", "--addr", controller, "pause"},
-                           dir_ + "/pause.log", 60s);
-  ASSERT_EQ(paused.exit_code, 0) << paused.output;
   absl::StatusOr<int> port = PickFreePort();
   ASSERT_TRUE(port.ok());
   const std::string address = absl::StrCat("127.0.0.1:", *port);
-  extra_ = std::make_unique<Subprocess>();
-  ASSERT_TRUE(extra_
-                  ->Start({BinDir() + "/rlpost-rollout", "--listen", address, "--config",
-                           SourceDir() + "/configs/arith_grpo_quick.yaml", "--controller",
-                           controller, "--advertise", address},
-                          dir_ + "/extra.log")
-                  .ok());
-  for (int i = 0; i < 600 && ReadFile(dir_ + "/extra.log").find("registered with controller") ==
-                                 std::string::npos;
-       ++i) {
-    std::this_thread::sleep_for(100ms);
-  }
-  auto resumed = RunProcess({BinDir() + "/rlctl", "--addr", controller, "resume"},
-                            dir_ + "/resume.log", 60s);
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  // Paused before the next RL step until the new worker has registered, so
+  // it joins mid-run however long it takes to start.
+  JoinWhilePaused(controller, {BinDir() + "/rlpost-rollout", "--listen", address, "--config",
+                               SourceDir() + "/configs/arith_grpo_quick.yaml", "--controller",
+                               controller, "--advertise", address});
   ExpectCompletesWithCleanAudit();
   EXPECT_THAT(ReadFile(log_), HasSubstr("rollout worker joined: " + address));
+}
+
+TEST_F(FaultsTest, AVerifierAddedMidRunTakesItsShare) {
+  StartRun({"rollout.workers=1"});
+  const std::string controller = WaitFor("rlctl --addr (127\\.0\\.0\\.1:[0-9]+) status");
+  absl::StatusOr<int> port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  const std::string address = absl::StrCat("127.0.0.1:", *port);
+  const std::string metrics_file = dir_ + "/extra.metrics.port";
+  JoinWhilePaused(controller, {BinDir() + "/rlpost-verifier", "--listen", address,
+                               "--controller", controller, "--advertise", address,
+                               "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                               metrics_file});
+  // Its share, read from its /metrics before it is stopped.
+  ASSERT_TRUE(launcher_.Wait(600s)) << "the run did not end";
+  const int metrics_port = std::stoi(ReadFile(metrics_file));
+  EXPECT_GT(::rlpost::testing::MetricValue(
+                ::rlpost::testing::HttpGet(metrics_port, "/metrics"),
+                "rlpost_grpc_server_handled_total{grpc_service=\"rlpost.v1.VerifierService\","
+                "grpc_method=\"Verify\",grpc_code=\"OK\"}"),
+            0);
+  ExpectCompletesWithCleanAudit();
+  EXPECT_THAT(ReadFile(log_), HasSubstr("verifier joined: " + address + "; 2 serving"));
 }
 
 }  // namespace
