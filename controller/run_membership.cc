@@ -19,10 +19,11 @@ using run_internal::SecondsSince;
 
 namespace {
 
-v1::WorkerStatus RolloutStatus(const std::string& address, int64_t version, bool healthy) {
+v1::WorkerStatus WorkerStatusOf(const std::string& address, const char* role, int64_t version,
+                                bool healthy) {
   v1::WorkerStatus w;
   w.set_address(address);
-  w.set_role("rollout");
+  w.set_role(role);
   w.set_weight_version(version);
   w.set_healthy(healthy);
   return w;
@@ -41,7 +42,7 @@ void TrainingRun::AdmitJoiningWorkers() {
                          s.message()));
       continue;
     }
-    control_->AddWorker(RolloutStatus(address, worker_version_, /*healthy=*/false));
+    control_->AddWorker(WorkerStatusOf(address, "rollout", worker_version_, /*healthy=*/false));
     Print(absl::StrCat("rollout worker ", address, ": no heartbeat for over ",
                        config_.heartbeat_timeout_ms, " ms; out of service until it registers "
                        "again; ", clients_->live_rollout_count(), " serving"));
@@ -52,7 +53,7 @@ void TrainingRun::AdmitJoiningWorkers() {
       Print(absl::StrCat("rollout worker ", address, " not drained: ", s.message()));
       continue;
     }
-    control_->AddWorker(RolloutStatus(address, worker_version_, /*healthy=*/false));
+    control_->AddWorker(WorkerStatusOf(address, "rollout", worker_version_, /*healthy=*/false));
     Print(absl::StrCat("rollout worker drained: ", address, "; ",
                        clients_->live_rollout_count(), " serving"));
   }
@@ -60,9 +61,7 @@ void TrainingRun::AdmitJoiningWorkers() {
   for (const std::string& address : control_->TakeJoiningVerifiers()) {
     absl::StatusOr<int> index = clients_->AddVerifier(address);
     if (!index.ok()) continue;
-    v1::WorkerStatus w = RolloutStatus(address, 0, /*healthy=*/true);
-    w.set_role("verifier");
-    control_->AddWorker(w);
+    control_->AddWorker(WorkerStatusOf(address, "verifier", 0, /*healthy=*/true));
     Print(absl::StrCat("verifier joined: ", address, "; ", clients_->live_verifier_count(),
                        " serving"));
   }
@@ -70,9 +69,7 @@ void TrainingRun::AdmitJoiningWorkers() {
        control_->SilentWorkers("verifier", absl::Milliseconds(config_.heartbeat_timeout_ms))) {
     absl::Status s = clients_->DrainVerifier(address);
     if (!s.ok()) continue;  // the last one stays; its calls are retried
-    v1::WorkerStatus w = RolloutStatus(address, 0, /*healthy=*/false);
-    w.set_role("verifier");
-    control_->AddWorker(w);
+    control_->AddWorker(WorkerStatusOf(address, "verifier", 0, /*healthy=*/false));
     Print(absl::StrCat("verifier ", address, ": no heartbeat for over ",
                        config_.heartbeat_timeout_ms, " ms; out of service until it registers "
                        "again"));
@@ -93,7 +90,7 @@ void TrainingRun::AdmitJoiningWorkers() {
       Print(absl::StrCat("rollout worker ", address, " could not join: ", s.message()));
       continue;
     }
-    control_->AddWorker(RolloutStatus(address, worker_version_, /*healthy=*/true));
+    control_->AddWorker(WorkerStatusOf(address, "rollout", worker_version_, /*healthy=*/true));
     Print(absl::StrCat("rollout worker joined: ", address, " (weight version ", worker_version_,
                        "); ", clients_->live_rollout_count(), " serving"));
   }
@@ -104,7 +101,7 @@ int64_t TrainingRun::ReportLostWorkers() {
   for (const std::string& worker : lost) {
     RLPOST_LOG(WARNING) << "rollout worker lost: " << worker;
     control_->AddWorker(
-        RolloutStatus(worker.substr(0, worker.find(": ")), worker_version_, /*healthy=*/false));
+        WorkerStatusOf(worker.substr(0, worker.find(": ")), "rollout", worker_version_, /*healthy=*/false));
     Print(absl::StrCat("rollout worker lost: ", worker, "; its requests went to the other ",
                        clients_->live_rollout_count(), " worker(s)"));
   }

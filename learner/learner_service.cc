@@ -286,13 +286,7 @@ grpc::Status LearnerServiceImpl::Restore(grpc::ServerContext* /*context*/,
   steps_ = point->optimizer_steps;
   RLPOST_LOG(INFO) << "restored " << point->directory << " (weight version "
                    << point->weight_version << ") on every rank";
-  response->set_weight_version(trainer_->weight_version());
-  response->set_world_size(group_ != nullptr ? group_->world_size() : 1);
-  response->set_model(trainer_->Describe());
-  response->set_steps(steps_);
-  response->set_resumed_from(resumed_.directory);
-  response->set_client_state(resumed_.client_state);
-  return grpc::Status::OK;
+  return GetInfo(nullptr, nullptr, response);  // what GetInfo now says
 }
 
 grpc::Status LearnerServiceImpl::GetInfo(grpc::ServerContext* /*context*/,

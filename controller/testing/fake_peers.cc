@@ -355,11 +355,7 @@ grpc::Status FakeLearner::Restore(grpc::ServerContext*, const v1::RestoreRequest
   resumed_ = saved_;
   version_ = saved_.version;
   ++restores_;
-  response->set_weight_version(version_);
-  response->set_world_size(1);
-  response->set_model("fake");
-  response->set_resumed_from(resumed_.dir);
-  response->set_client_state(resumed_.client_state);
+  InfoLocked(response);
   return grpc::Status::OK;
 }
 
@@ -376,14 +372,18 @@ bool FakeLearner::RestartFromLastCheckpoint() {
   return true;
 }
 
-grpc::Status FakeLearner::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
-                                  v1::LearnerInfo* response) {
-  absl::MutexLock lock(&mu_);
+void FakeLearner::InfoLocked(v1::LearnerInfo* response) const {
   response->set_weight_version(version_);
   response->set_world_size(1);
   response->set_model("fake");
   response->set_resumed_from(resumed_.dir);
   response->set_client_state(resumed_.client_state);
+}
+
+grpc::Status FakeLearner::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
+                                  v1::LearnerInfo* response) {
+  absl::MutexLock lock(&mu_);
+  InfoLocked(response);
   return grpc::Status::OK;
 }
 

@@ -117,6 +117,8 @@ class FakeLearner final : public v1::LearnerService::Service {
   bool RestartFromLastCheckpoint();
 
  private:
+  void InfoLocked(v1::LearnerInfo* response) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<v1::TrainBatch> batches_ ABSL_GUARDED_BY(mu_);

@@ -79,9 +79,9 @@ inline std::vector<int> ProcessesMentioning(const std::string& marker) {
   return pids;
 }
 
-// GET http://127.0.0.1:port{path}: the whole response (status line, headers,
-// body), or "" when nothing answers.
-inline std::string HttpGet(int port, const std::string& path) {
+// Sends `request` to 127.0.0.1:port and returns everything the server sends
+// back before closing ("" when nothing answers).
+inline std::string HttpExchange(int port, const std::string& request) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -91,7 +91,6 @@ inline std::string HttpGet(int port, const std::string& path) {
     ::close(fd);
     return "";
   }
-  const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
   ::send(fd, request.data(), request.size(), 0);
   std::string response;
   char buf[4096];
@@ -99,6 +98,12 @@ inline std::string HttpGet(int port, const std::string& path) {
   while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, static_cast<size_t>(n));
   ::close(fd);
   return response;
+}
+
+// GET http://127.0.0.1:port{path}: the whole response (status line, headers,
+// body).
+inline std::string HttpGet(int port, const std::string& path) {
+  return HttpExchange(port, "GET " + path + " HTTP/1.0\r\n\r\n");
 }
 
 // The value of the sample `series` (name plus rendered labels, exactly as

@@ -136,24 +136,7 @@ class VerifyCommandTest : public ::testing::Test {
   }
 
   std::string MetricsText() {
-    const int port = std::stoi(testing::ReadFile(dir_ + "/metrics.port"));
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ::close(fd);
-      return "";
-    }
-    const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
-    ::send(fd, request.data(), request.size(), 0);
-    std::string response;
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, n);
-    ::close(fd);
-    return response;
+    return testing::HttpGet(std::stoi(testing::ReadFile(dir_ + "/metrics.port")), "/metrics");
   }
 
   std::string dir_;

@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "common/metrics_http_server.h"
+#include "tests/cli/cli_test_util.h"
 #include "verifier/verifier_metrics.h"
 
 namespace rlpost {
@@ -52,26 +53,7 @@ TEST(VerifierMetricsTest, EscapesLabelValues) {
   EXPECT_THAT(m.RenderPrometheus({}), HasSubstr("kind=\"a\\\"b\\\\c\\nd\""));
 }
 
-// Sends `request` to 127.0.0.1:port and returns everything the server sends
-// back before closing.
-std::string HttpExchange(int port, const std::string& request) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return "connect failed";
-  }
-  ::send(fd, request.data(), request.size(), 0);
-  std::string response;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return response;
-}
+using ::rlpost::testing::HttpExchange;
 
 TEST(MetricsHttpServerTest, AnswersGetMetricsAndRefusesTheRest) {
   int renders = 0;
