@@ -69,15 +69,57 @@ absl::Status Flatten(const YAML::Node& node, const std::string& prefix,
 
 ConfigSchema::ConfigSchema(std::vector<ConfigKey> keys) : keys_(std::move(keys)) {}
 
+namespace {
+
+bool IsInstanceName(const std::string& part) {
+  if (part.empty()) return false;
+  for (char c : part) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+// `key` is a member of the family `pattern` (parts "*" match a name).
+bool MatchesFamily(const std::string& pattern, const std::string& key) {
+  std::vector<std::string> p = absl::StrSplit(pattern, '.');
+  std::vector<std::string> k = absl::StrSplit(key, '.');
+  if (p.size() != k.size()) return false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i] == "*" ? !IsInstanceName(k[i]) : p[i] != k[i]) return false;
+  }
+  return true;
+}
+
+bool IsFamily(const ConfigKey& k) { return k.key.find('*') != std::string::npos; }
+
+}  // namespace
+
 const ConfigKey* ConfigSchema::Find(const std::string& key) const {
   for (const ConfigKey& k : keys_) {
     if (k.key == key) return &k;
+  }
+  for (const ConfigKey& k : keys_) {
+    if (IsFamily(k) && MatchesFamily(k.key, key)) return &k;
   }
   return nullptr;
 }
 
 Config::Config(const ConfigSchema& schema) : schema_(&schema) {
-  for (const ConfigKey& k : schema.keys()) values_[k.key] = k.default_value;
+  for (const ConfigKey& k : schema.keys()) {
+    if (!IsFamily(k)) values_[k.key] = k.default_value;
+  }
+}
+
+std::vector<std::string> Config::Instances(const std::string& prefix) const {
+  std::vector<std::string> out;
+  const std::string start = prefix + ".";
+  for (auto it = values_.lower_bound(start); it != values_.end(); ++it) {
+    if (it->first.compare(0, start.size(), start) != 0) break;
+    const std::string name = it->first.substr(start.size(), it->first.find('.', start.size()) -
+                                                                 start.size());
+    if (out.empty() || out.back() != name) out.push_back(name);
+  }
+  return out;
 }
 
 absl::StatusOr<Config> Config::Load(const ConfigSchema& schema,
@@ -160,29 +202,31 @@ const ConfigKey& Config::Declared(const std::string& key) const {
   return *decl;
 }
 
+const std::string& Config::Value(const std::string& key) const {
+  const ConfigKey& decl = Declared(key);
+  auto it = values_.find(key);
+  return it != values_.end() ? it->second : decl.default_value;
+}
+
 std::string Config::GetString(const std::string& key) const {
-  Declared(key);
-  return values_.at(key);
+  return Value(key);
 }
 
 int64_t Config::GetInt(const std::string& key) const {
-  Declared(key);
   int64_t v = 0;
-  (void)absl::SimpleAtoi(values_.at(key), &v);
+  (void)absl::SimpleAtoi(Value(key), &v);
   return v;
 }
 
 double Config::GetDouble(const std::string& key) const {
-  Declared(key);
   double v = 0;
-  (void)absl::SimpleAtod(values_.at(key), &v);
+  (void)absl::SimpleAtod(Value(key), &v);
   return v;
 }
 
 bool Config::GetBool(const std::string& key) const {
-  Declared(key);
   bool v = false;
-  (void)absl::SimpleAtob(values_.at(key), &v);
+  (void)absl::SimpleAtob(Value(key), &v);
   return v;
 }
 

@@ -20,6 +20,10 @@ namespace rlpost {
 
 enum class ConfigType { kString, kInt, kDouble, kBool };
 
+// A key may have "*" as one of its parts ("reward.plugins.*.path"): a family
+// of keys, one per name the user picks for that part (letters, digits, '_'
+// and '-'). A family member exists only once set; reading an unset member
+// gives the family's default.
 struct ConfigKey {
   std::string key;          // dotted path, e.g. "rl.group_size"
   ConfigType type;
@@ -64,6 +68,9 @@ class Config {
   int64_t GetInt(const std::string& key) const;
   double GetDouble(const std::string& key) const;
   bool GetBool(const std::string& key) const;
+  // The names set for the "*" part of the families under `prefix`
+  // ("reward.plugins" -> {"bonus", ...}), sorted.
+  std::vector<std::string> Instances(const std::string& prefix) const;
 
   // The resolved config as YAML text (every key, nested by dots).
   std::string ToYaml() const;
@@ -71,6 +78,8 @@ class Config {
 
  private:
   const ConfigKey& Declared(const std::string& key) const;
+  // The set value, or the declared default (an unset family member).
+  const std::string& Value(const std::string& key) const;
 
   const ConfigSchema* schema_;
   std::map<std::string, std::string> values_;

@@ -1,6 +1,7 @@
 #include "common/run_config.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -114,7 +115,33 @@ std::vector<ConfigKey> Keys() {
       {"rl.skip_uniform_groups", T::kBool, "true",
        "rejection sampling: drop groups whose rewards are all equal"},
       {"reward.correct", T::kDouble, "1.0", "reward for a verified correct answer"},
-      {"reward.format", T::kDouble, "0.0", "bonus for a well-formed \\boxed{} answer"},
+      {"reward.format", T::kDouble, "0.0",
+       "weight of the format part: 1 for a well-formed \\boxed{} answer (and reasoning closed "
+       "by </think> with reward.format_think)"},
+      {"reward.format_think", T::kBool, "false",
+       "the format part also needs reasoning closed by one </think> before the answer"},
+      {"reward.overlong", T::kDouble, "0.0",
+       "weight of DAPO's soft overlong punishment (0 to -1 over the last buffer tokens)"},
+      {"reward.overlong_max_tokens", T::kInt, "0",
+       "overlong: the length punished with -1 (0 = rl.max_new_tokens)"},
+      {"reward.overlong_buffer_tokens", T::kInt, "0",
+       "overlong: the band below the maximum where the punishment grows (0 = a fifth of it)"},
+      {"reward.length", T::kDouble, "0.0",
+       "weight of Kimi k1.5's group-relative length reward (shorter correct answers earn more)"},
+      {"reward.repetition", T::kDouble, "0.0",
+       "weight of the repetition penalty (minus the share of repeated token n-grams)"},
+      {"reward.repetition_ngram", T::kInt, "4", "repetition penalty: n-gram length in tokens"},
+      {"reward.plugins.*.path", T::kString, "",
+       "a reward plugin's shared library (a bare file name is looked up in the lib folders "
+       "beside the binaries)"},
+      {"reward.plugins.*.function", T::kString, "",
+       "the plugin's reward function (empty: its first one)"},
+      {"reward.plugins.*.weight", T::kDouble, "1.0", "the plugin part's weight"},
+      {"reward.plugins.*.config", T::kString, "", "bytes passed to the plugin's config_new"},
+      {"reward.plugins.*.deadline_ms", T::kInt, "10000",
+       "per-batch deadline; past it the plugin's samples fail and its host is restarted"},
+      {"reward.host_binary", T::kString, "",
+       "the plugin host executable (empty: rlpost-reward-host beside the controller)"},
       {"eval.temperature", T::kDouble, "0.0", "held-out evaluation temperature (0 = greedy)"},
       {"eval.size", T::kInt, "200", "held-out problems evaluated"},
       {"optim.weight_decay", T::kDouble, "0.0", "AdamW weight decay"},
@@ -423,6 +450,54 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
   }
   r.reward_correct = c.GetDouble("reward.correct");
   r.reward_format = c.GetDouble("reward.format");
+  r.reward_format_think = c.GetBool("reward.format_think");
+  r.reward_overlong = c.GetDouble("reward.overlong");
+  r.reward_overlong_max_tokens = c.GetInt("reward.overlong_max_tokens");
+  r.reward_overlong_buffer_tokens = c.GetInt("reward.overlong_buffer_tokens");
+  r.reward_length = c.GetDouble("reward.length");
+  r.reward_repetition = c.GetDouble("reward.repetition");
+  r.reward_repetition_ngram = c.GetInt("reward.repetition_ngram");
+  r.reward_host_binary = c.GetString("reward.host_binary");
+  if (r.reward_overlong_max_tokens < 0 || r.reward_overlong_buffer_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key '",
+        r.reward_overlong_max_tokens < 0 ? "reward.overlong_max_tokens" : "reward.overlong_buffer_tokens",
+        "' must not be negative"));
+  }
+  if (r.reward_overlong_max_tokens == 0) r.reward_overlong_max_tokens = r.rl_max_new_tokens;
+  if (r.reward_overlong_buffer_tokens == 0) {
+    r.reward_overlong_buffer_tokens = r.reward_overlong_max_tokens / 5;
+  }
+  if (r.reward_overlong_buffer_tokens > r.reward_overlong_max_tokens) {
+    return absl::InvalidArgumentError(
+        "config key 'reward.overlong_buffer_tokens' must not exceed reward.overlong_max_tokens");
+  }
+  if (r.reward_repetition_ngram < 1 || r.reward_repetition_ngram > 64) {
+    return absl::InvalidArgumentError("config key 'reward.repetition_ngram' must be in [1, 64]");
+  }
+  for (const std::string& id : c.Instances("reward.plugins")) {
+    const std::string key = "reward.plugins." + id;
+    RewardPluginConfig p;
+    p.id = id;
+    p.path = c.GetString(key + ".path");
+    p.function = c.GetString(key + ".function");
+    p.weight = c.GetDouble(key + ".weight");
+    p.config = c.GetString(key + ".config");
+    p.deadline_ms = c.GetInt(key + ".deadline_ms");
+    if (p.path.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key '", key, ".path' is required: the plugin's shared library (.so)"));
+    }
+    if (p.deadline_ms <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config key '", key, ".deadline_ms' must be positive"));
+    }
+    if (!std::isfinite(p.weight)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config key '", key, ".weight' must be a finite number"));
+    }
+    r.reward_plugins.push_back(std::move(p));
+  }
   r.eval_temperature = c.GetDouble("eval.temperature");
   r.eval_size = c.GetInt("eval.size");
   r.weight_decay = c.GetDouble("optim.weight_decay");

@@ -29,6 +29,17 @@ struct ModelShape {
   int64_t mtp_layers = 0;  // 1: a multi-token-prediction block (docs/model.md)
 };
 
+// reward.plugins.<id>.*: one plugin reward function, run in its own
+// rlpost-reward-host process.
+struct RewardPluginConfig {
+  std::string id;
+  std::string path;
+  std::string function;  // empty: the plugin's first
+  double weight = 1.0;
+  std::string config;
+  int64_t deadline_ms = 10000;
+};
+
 struct RunConfig {
   // run
   std::string name = "arith_grpo";
@@ -109,6 +120,15 @@ struct RunConfig {
   // reward
   double reward_correct = 1.0;
   double reward_format = 0.0;
+  bool reward_format_think = false;
+  double reward_overlong = 0.0;
+  int64_t reward_overlong_max_tokens = 48;   // resolved: rl.max_new_tokens when unset
+  int64_t reward_overlong_buffer_tokens = 9; // resolved: a fifth of the maximum when unset
+  double reward_length = 0.0;
+  double reward_repetition = 0.0;
+  int64_t reward_repetition_ngram = 4;
+  std::vector<RewardPluginConfig> reward_plugins;  // sorted by id
+  std::string reward_host_binary;
   // eval
   double eval_temperature = 0.0;
   int64_t eval_size = 200;
