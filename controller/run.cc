@@ -119,6 +119,8 @@ absl::Status TrainingRun::Execute(RunSummary* summary) {
 
   absl::Status s = Connect();
   if (!s.ok()) return s;
+  s = StartRewardPlugins();
+  if (!s.ok()) return s;
   double before_accuracy = 0.0;
   if (config_.run_resume) {
     // The learner restored its checkpoint; the controller's own state (step,
@@ -350,6 +352,10 @@ absl::Status TrainingRun::TrainStep(StepRollouts rollouts, bool sync_after) {
     for (size_t i = 0; i < r.groups.size(); ++i) {
       m.groups_total += 1;
       if (r.dropped[i]) continue;  // a straggler cut off at the deadline
+      if (r.reward_failed[i]) {
+        m.groups_reward_failed += 1;  // a sample without a reward: not trainable
+        continue;
+      }
       if (r.uniform[i]) m.groups_uniform += 1;
       if ((r.uniform[i] && config_.rl_skip_uniform_groups) ||
           static_cast<int64_t>(kept.size()) >= wanted) {
@@ -384,6 +390,7 @@ absl::Status TrainingRun::TrainStep(StepRollouts rollouts, bool sync_after) {
     // per generated group, the best-rewarded or the shortest.
     for (const ScoredGroups& r : rounds) {
       for (size_t i = 0; i < r.groups.size(); ++i) {
+        if (r.reward_failed[i]) continue;
         int best = -1;
         for (size_t j = 0; j < r.groups[i].size(); ++j) {
           if (!r.correct_flags[i][j]) continue;
@@ -549,7 +556,10 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
       for (size_t j = 0; j < r.groups[i].size(); ++j) {
         const v1::Completion& c = r.groups[i][j];
         const v1::Verdict& v = r.verdicts[i][j];
-        const RewardParts& parts = r.reward_parts[i][j];
+        const SampleReward& reward = r.reward_detail[i][j];
+        nlohmann::ordered_json parts;
+        for (const RewardPart& p : reward.parts) parts[p.name] = p.weighted();
+        parts["total"] = reward.total;
         const bool used = trained && r.used[i][j];
         std::vector<int64_t> versions(c.weight_versions().begin(), c.weight_versions().end());
         const ScoredGroups::Origin& o = r.origins[i];
@@ -568,9 +578,9 @@ absl::Status TrainingRun::RecordSamples(int64_t step, const std::vector<ScoredGr
             {"verifier_version", v.verifier_version()},
             {"verdict", v.verdict()},
             {"correct", v.correct()},
-            {"reward", nlohmann::ordered_json{{"correctness", parts.correctness},
-                        {"format", parts.format},
-                        {"total", parts.total}}},
+            {"reward", parts},
+            {"reward_failure", reward.failed() ? nlohmann::ordered_json(reward.failure)
+                                               : nlohmann::ordered_json(nullptr)},
             {"used", used},
             {"train_step", used ? nlohmann::ordered_json(step) : nlohmann::ordered_json(nullptr)},
             {"learner_version", used ? nlohmann::ordered_json(learner_version)

@@ -33,6 +33,7 @@
 #include "controller/rpc_canceller.h"
 #include "controller/run_control.h"
 #include "controller/run_report.h"
+#include "reward/plugin_runner.h"
 #include "reward/reward.h"
 
 namespace rlpost {
@@ -78,6 +79,8 @@ class TrainingRun {
 
   absl::Status Execute(RunSummary* summary);
   absl::Status Connect();
+  // Starts a plugin host per reward.plugins entry.
+  absl::Status StartRewardPlugins();
   absl::Status WarmStart();
   // The learner's weight `version` -> every live rollout worker.
   absl::Status SyncWeights(int64_t version);
@@ -92,7 +95,11 @@ class TrainingRun {
     // Per sample, for lineage: the verdict and the reward's parts; whether it
     // went into the training batch (set by RlStep).
     std::vector<std::vector<v1::Verdict>> verdicts;
-    std::vector<std::vector<RewardParts>> reward_parts;
+    std::vector<std::vector<SampleReward>> reward_detail;
+    // Per group: a sample's reward could not be computed (a failed plugin);
+    // the group is not trained on.
+    std::vector<bool> reward_failed;
+    int64_t samples_reward_failed = 0;
     std::vector<std::vector<bool>> used;
     int64_t round = 0;
     int64_t samples = 0, tokens = 0, correct = 0;
@@ -112,6 +119,8 @@ class TrainingRun {
     int64_t groups_carried = 0;  // groups of this round left partial for the next step
     int64_t groups_cut = 0;      // oversampled groups cancelled by the long-tail cut
   };
+  // The built-in reward parts and every plugin's part, per sample of `out`.
+  void ComputeRewards(ScoredGroups* out);
   // Partial rollouts (rl.partial_rollout_tokens): a group with members cut at
   // the token budget waits here, finished members and partial ones, and is
   // continued at the start of the next step's generation.
@@ -221,6 +230,7 @@ class TrainingRun {
   int64_t steps_done_ = 0;  // RL steps
   std::string metrics_path_;
   std::unique_ptr<LineageLog> lineage_;  // <run_dir>/samples/
+  std::vector<std::unique_ptr<RewardPluginRunner>> reward_plugins_;  // by id
 };
 
 }  // namespace rlpost

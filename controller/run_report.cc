@@ -65,6 +65,12 @@ std::string MetricsJsonLine(const StepMetrics& m) {
   j["samples_resampled"] = m.samples_resampled;
   j["groups_carried"] = m.groups_carried;
   j["groups_cut"] = m.groups_cut;
+  j["samples_reward_failed"] = m.samples_reward_failed;
+  j["groups_reward_failed"] = m.groups_reward_failed;
+  j["reward_plugin_restarts"] = m.reward_plugin_restarts;
+  nlohmann::ordered_json parts = nlohmann::ordered_json::object();
+  for (const auto& [name, mean] : m.reward_parts_mean) parts[name] = Finite(mean);
+  j["reward_parts"] = parts;
   return j.dump();
 }
 
@@ -100,6 +106,15 @@ void ExportStepMetrics(const StepMetrics& m) {
   r.Add("rlpost_controller_groups_total", {{"outcome", "cut"}}, static_cast<double>(m.groups_cut));
   r.Add("rlpost_controller_workers_lost_total", {}, static_cast<double>(m.workers_lost));
   r.Add("rlpost_controller_verifier_retries_total", {}, static_cast<double>(m.verifier_retries));
+  r.Add("rlpost_controller_reward_failed_samples_total", {},
+        static_cast<double>(m.samples_reward_failed));
+  r.Add("rlpost_controller_groups_total", {{"outcome", "reward_failed"}},
+        static_cast<double>(m.groups_reward_failed));
+  r.Set("rlpost_controller_reward_plugin_restarts", {},
+        static_cast<double>(m.reward_plugin_restarts));
+  for (const auto& [name, mean] : m.reward_parts_mean) {
+    r.Set("rlpost_controller_reward_part_mean", {{"part", name}}, Finite(mean));
+  }
 }
 
 std::string SummaryJson(const RunSummary& s) {

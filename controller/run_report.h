@@ -5,6 +5,7 @@
 // thread-compatible.
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/status/status.h"
@@ -70,6 +71,14 @@ struct StepMetrics {
   int64_t groups_cut = 0;
   // Verify batches retried after UNAVAILABLE / DEADLINE_EXCEEDED.
   int64_t verifier_retries = 0;
+  // Reward plugins: samples whose plugin part failed (crash, deadline, NaN,
+  // wrong count, plugin error) and the groups left out for them; plugin
+  // hosts restarted so far in the run.
+  int64_t samples_reward_failed = 0;
+  int64_t groups_reward_failed = 0;
+  int64_t reward_plugin_restarts = 0;
+  // Mean weighted value of each reward part over the step's samples.
+  std::map<std::string, double> reward_parts_mean;
 };
 
 // "step 3/40  reward 0.412  acc 0.398  len 38.2  tok/s 5321  kept 12/16  step_s 2.31  v 63"

@@ -198,29 +198,109 @@ absl::StatusOr<TrainingRun::ScoredGroups> TrainingRun::SampleAndScore(
   }
   absl::StatusOr<std::vector<v1::Verdict>> verdicts = clients_->VerifyAll(items);
   if (!verdicts.ok()) return verdicts.status();
-  const RewardWeights weights{config_.reward_correct, config_.reward_format};
-  out.rewards.resize(out.groups.size());
   out.correct_flags.resize(out.groups.size());
   out.verdicts.resize(out.groups.size());
-  out.reward_parts.resize(out.groups.size());
   out.used.resize(out.groups.size());
   size_t k = 0;
   for (size_t i = 0; i < out.groups.size(); ++i) {
-    for (const v1::Completion& c : out.groups[i]) {
+    for (size_t j = 0; j < out.groups[i].size(); ++j) {
       const v1::Verdict& verdict = (*verdicts)[k++];
       out.correct += verdict.correct() ? 1 : 0;
       out.correct_flags[i].push_back(verdict.correct());
-      const RewardParts parts = ComputeReward(weights, {verdict.score(), c.text()});
-      out.rewards[i].push_back(parts.total);
-      out.reward_sum += parts.total;
       out.verdicts[i].push_back(verdict);
-      out.reward_parts[i].push_back(parts);
       out.used[i].push_back(false);
+    }
+  }
+  ComputeRewards(&out);
+  out.rewards.resize(out.groups.size());
+  for (size_t i = 0; i < out.groups.size(); ++i) {
+    for (const SampleReward& r : out.reward_detail[i]) {
+      out.rewards[i].push_back(r.total);
+      out.reward_sum += r.total;
     }
     // A dropped group has no samples: no signal, never kept.
     out.uniform.push_back(ComputeGroupAdvantage(out.rewards[i]).uniform);
   }
   return out;
+}
+
+absl::Status TrainingRun::StartRewardPlugins() {
+  reward_plugins_.clear();
+  for (const RewardPluginConfig& p : config_.reward_plugins) {
+    control_->SetActivity(absl::StrCat("starting reward plugin ", p.id));
+    RewardPluginRunner::Options o;
+    o.plugin = p;
+    o.host_binary = config_.reward_host_binary;
+    o.work_dir = (std::filesystem::path(run_dir()) / "reward").string();
+    absl::StatusOr<std::unique_ptr<RewardPluginRunner>> runner = RewardPluginRunner::Start(o);
+    if (!runner.ok()) return runner.status();
+    const v1::RewardHostInfo& info = (*runner)->info();
+    Print(absl::StrFormat("reward plugin %s: %s %s (ABI %d.%d), function %s, weight %g", p.id,
+                          info.plugin_name(), info.plugin_version(), info.abi_major(),
+                          info.abi_minor(), info.function(), p.weight));
+    reward_plugins_.push_back(*std::move(runner));
+  }
+  return absl::OkStatus();
+}
+
+void TrainingRun::ComputeRewards(ScoredGroups* out) {
+  RewardConfig rc;
+  rc.correct = config_.reward_correct;
+  rc.format = config_.reward_format;
+  rc.format_think = config_.reward_format_think;
+  rc.overlong = config_.reward_overlong;
+  rc.overlong_max_tokens = config_.reward_overlong_max_tokens;
+  rc.overlong_buffer_tokens = config_.reward_overlong_buffer_tokens;
+  rc.length = config_.reward_length;
+  rc.repetition = config_.reward_repetition;
+  rc.repetition_ngram = static_cast<int>(config_.reward_repetition_ngram);
+  out->reward_detail.assign(out->groups.size(), {});
+  out->reward_failed.assign(out->groups.size(), false);
+  std::vector<v1::RewardSample> wire;  // every sample of the round, for the plugins
+  for (size_t i = 0; i < out->groups.size(); ++i) {
+    std::vector<RewardSampleInput> inputs;
+    for (size_t j = 0; j < out->groups[i].size(); ++j) {
+      const v1::Completion& c = out->groups[i][j];
+      const v1::Verdict& v = out->verdicts[i][j];
+      inputs.push_back({v.score(), v.correct(), c.text(), c.token_ids().data(),
+                        static_cast<size_t>(c.token_ids_size())});
+      if (reward_plugins_.empty()) continue;
+      v1::RewardSample& s = wire.emplace_back();
+      s.set_prompt(out->problems[i]->prompt);
+      s.set_response(c.text());
+      s.set_reference(out->problems[i]->answer);
+      s.set_prompt_id(c.prompt_id());
+      *s.mutable_response_token_ids() = c.token_ids();
+      s.set_max_response_tokens(static_cast<uint32_t>(config_.rl_max_new_tokens));
+      s.set_group(static_cast<uint32_t>(i));
+      s.set_index_in_group(static_cast<uint32_t>(j));
+      s.set_correct(v.correct());
+      s.set_verifier_score(v.score());
+      s.set_verdict(v.verdict());
+      s.set_finish_reason(c.finish_reason() == v1::FINISH_REASON_LENGTH ? "length" : "stop");
+    }
+    out->reward_detail[i] = ComputeGroupRewards(rc, inputs);
+  }
+  for (const std::unique_ptr<RewardPluginRunner>& plugin : reward_plugins_) {
+    if (wire.empty()) break;
+    const RewardPluginRunner::Result scored = plugin->Score(wire);
+    size_t k = 0;
+    for (size_t i = 0; i < out->groups.size(); ++i) {
+      for (SampleReward& r : out->reward_detail[i]) {
+        const std::string& failure = scored.failures[k];
+        r.Add("plugin:" + plugin->plugin().id, plugin->plugin().weight, scored.scores[k]);
+        if (!failure.empty() && r.failure.empty()) r.failure = failure;
+        ++k;
+      }
+    }
+  }
+  for (size_t i = 0; i < out->groups.size(); ++i) {
+    for (const SampleReward& r : out->reward_detail[i]) {
+      if (!r.failed()) continue;
+      out->samples_reward_failed += 1;
+      out->reward_failed[i] = true;
+    }
+  }
 }
 
 absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) {
@@ -252,11 +332,13 @@ absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) 
     out.correct += scored->correct;
     out.reward_sum += scored->reward_sum;
     for (size_t i = 0; i < scored->uniform.size(); ++i) {
-      if (!scored->dropped[i] && (!scored->uniform[i] || !config_.rl_skip_uniform_groups)) {
+      if (!scored->dropped[i] && !scored->reward_failed[i] &&
+          (!scored->uniform[i] || !config_.rl_skip_uniform_groups)) {
         ++out.kept_count;
       }
     }
     m.groups_dropped += scored->groups_dropped;
+    m.samples_reward_failed += scored->samples_reward_failed;
     m.samples_resampled += scored->samples_resampled;
     m.groups_carried += scored->groups_carried;
     m.groups_cut += scored->groups_cut;
@@ -267,6 +349,20 @@ absl::StatusOr<TrainingRun::StepRollouts> TrainingRun::GatherStep(int64_t step) 
     }
   }
   m.refill_rounds = static_cast<int64_t>(out.rounds.size()) - 1;
+  // Reward parts: the mean weighted value of each over the step's samples.
+  int64_t rewarded = 0;
+  for (const ScoredGroups& r : out.rounds) {
+    for (const std::vector<SampleReward>& group : r.reward_detail) {
+      for (const SampleReward& s : group) {
+        ++rewarded;
+        for (const RewardPart& p : s.parts) m.reward_parts_mean[p.name] += p.weighted();
+      }
+    }
+  }
+  for (auto& [name, sum] : m.reward_parts_mean) sum /= static_cast<double>(rewarded);
+  for (const std::unique_ptr<RewardPluginRunner>& p : reward_plugins_) {
+    m.reward_plugin_restarts += p->restarts();
+  }
   m.step_seconds = SecondsSince(start);  // the generation side; TrainStep adds its part
   out.cursor_after = rl_cursor_->position();
   out.carried_after = carried_;

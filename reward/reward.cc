@@ -106,6 +106,7 @@ double RepetitionPenalty(const int32_t* token_ids, size_t count, int ngram) {
   for (size_t i = 0; i < total; ++i) {
     if (!seen.insert(HashNgram(token_ids + i, ngram)).second) ++repeated;
   }
+  if (repeated == 0) return 0.0;
   return -static_cast<double>(repeated) / static_cast<double>(total);
 }
 

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 
 #include "common/run_config.h"
 
@@ -154,9 +156,72 @@ TEST(ConfigTest, CpuListsParseAndBadOnesNameTheKey) {
 
 TEST(ConfigTest, ShippedConfigsLoad) {
   std::string root = std::getenv("RLPOST_SOURCE_DIR") ? std::getenv("RLPOST_SOURCE_DIR") : ".";
-  for (const char* name : {"/configs/arith_grpo.yaml", "/configs/arith_grpo_quick.yaml"}) {
+  for (const char* name : {"/configs/arith_grpo.yaml", "/configs/arith_grpo_quick.yaml",
+                           "/configs/arith_grpo_shaped.yaml"}) {
     absl::StatusOr<RunConfig> r = LoadRunConfig(root + name, {});
     EXPECT_TRUE(r.ok()) << name << ": " << r.status();
+  }
+}
+
+TEST(ConfigTest, RewardPluginFamiliesLoadFromYamlAndOverrides) {
+  const std::string path = ::testing::TempDir() + "/plugins.yaml";
+  {
+    std::ofstream out(path);
+    out << "reward:\n  length: 0.1\n  plugins:\n    digits:\n      path: libx.so\n"
+           "      function: digit_match\n      weight: 0.2\n      config: \"scale=1\"\n"
+           "    banned-2:\n      path: /opt/liby.so\n";
+  }
+  absl::StatusOr<RunConfig> r =
+      LoadRunConfig(path, {"reward.plugins.digits.deadline_ms=500", "rl.max_new_tokens=100"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->reward_plugins.size(), 2u);
+  EXPECT_EQ(r->reward_plugins[0].id, "banned-2");
+  EXPECT_EQ(r->reward_plugins[0].path, "/opt/liby.so");
+  EXPECT_EQ(r->reward_plugins[0].weight, 1.0);  // the family's default
+  EXPECT_EQ(r->reward_plugins[0].deadline_ms, 10000);
+  EXPECT_EQ(r->reward_plugins[1].id, "digits");
+  EXPECT_EQ(r->reward_plugins[1].function, "digit_match");
+  EXPECT_EQ(r->reward_plugins[1].weight, 0.2);
+  EXPECT_EQ(r->reward_plugins[1].config, "scale=1");
+  EXPECT_EQ(r->reward_plugins[1].deadline_ms, 500);
+  EXPECT_EQ(r->reward_length, 0.1);
+  // Overlong defaults follow the generation budget.
+  EXPECT_EQ(r->reward_overlong_max_tokens, 100);
+  EXPECT_EQ(r->reward_overlong_buffer_tokens, 20);
+
+  // Bad input names the key.
+  absl::StatusOr<RunConfig> bad = LoadRunConfig("", {"reward.plugins.x.weight=2"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("config key 'reward.plugins.x.path' is required"));
+  bad = LoadRunConfig("", {"reward.plugins.x.path=a.so", "reward.plugins.x.deadline_ms=0"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("'reward.plugins.x.deadline_ms'"));
+  bad = LoadRunConfig("", {"reward.plugins.x.colour=red"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("unknown config key 'reward.plugins.x.colour'"));
+  bad = LoadRunConfig("", {"reward.plugins.a.b.path=x.so"});
+  ASSERT_FALSE(bad.ok());
+  bad = LoadRunConfig("", {"reward.overlong_buffer_tokens=60", "reward.overlong_max_tokens=50"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("reward.overlong_buffer_tokens"));
+  bad = LoadRunConfig("", {"reward.repetition_ngram=0"});
+  ASSERT_FALSE(bad.ok());
+}
+
+TEST(ConfigTest, EveryKeyIsDocumented) {
+  const char* root = std::getenv("RLPOST_SOURCE_DIR");
+  if (root == nullptr) GTEST_SKIP() << "RLPOST_SOURCE_DIR is not set (run through ctest)";
+  std::ifstream in(std::string(root) + "/docs/configuration.md");
+  ASSERT_TRUE(in) << "docs/configuration.md not found";
+  const std::string docs((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const ConfigKey& k : RunConfigSchema().keys()) {
+    std::string key = k.key;
+    const size_t star = key.find('*');
+    if (star != std::string::npos) key.replace(star, 1, "<id>");
+    EXPECT_NE(docs.find("`" + key + "`"), std::string::npos)
+        << key << " is missing from docs/configuration.md";
   }
 }
 

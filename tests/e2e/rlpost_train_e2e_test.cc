@@ -78,6 +78,54 @@ TEST_F(RlpostTrainTest, QuickConfigRunsToTheEndWithTwoLearnerRanksAndResumes) {
   EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
 }
 
+// The shipped shaped-reward config: built-in parts plus the example plugin
+// (built by CMake into build/lib and found by its bare file name), run in
+// its own rlpost-reward-host; every part recorded per sample.
+TEST_F(RlpostTrainTest, ShapedConfigRunsTheExamplePluginAndRecordsEveryPart) {
+  std::vector<std::string> argv = Train({"sft.steps=3", "rl.steps=2", "eval.size=8",
+                                         "run.name=shaped"});
+  argv[3] = SourceDir() + "/configs/arith_grpo_shaped.yaml";
+  auto r = RunProcess(argv, dir_ + "/out.log", 600s);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string run = dir_ + "/shaped";
+  EXPECT_THAT(r.output, HasSubstr("reward plugin digits: example 1.0.0 (ABI 1.0), function digit_match, "
+                        "weight 0.2"));
+  int64_t samples = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(run + "/samples")) {
+    std::ifstream in(entry.path());
+    std::string line;
+    while (std::getline(in, line)) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j["type"] != "sample") continue;
+      ++samples;
+      const nlohmann::json& parts = j["reward"];
+      double sum = 0;
+      for (const char* part : {"correctness", "format", "overlong", "repetition", "plugin:digits"}) {
+        ASSERT_TRUE(parts.contains(part)) << part << " missing in " << j;
+        sum += parts[part].get<double>();
+      }
+      EXPECT_NEAR(parts["total"].get<double>(), sum, 1e-12) << j;
+      // digit_match: a share in [0, 1], weighted 0.2; full for a correct answer.
+      EXPECT_GE(parts["plugin:digits"].get<double>(), 0.0);
+      EXPECT_LE(parts["plugin:digits"].get<double>(), 0.2);
+      if (j["correct"].get<bool>()) EXPECT_DOUBLE_EQ(parts["plugin:digits"].get<double>(), 0.2);
+      EXPECT_TRUE(j["reward_failure"].is_null()) << j;
+    }
+  }
+  EXPECT_EQ(samples, 2 * 8 * 4);
+  std::ifstream metrics(run + "/metrics.jsonl");
+  std::string line;
+  int steps = 0;
+  while (std::getline(metrics, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_TRUE(j["reward_parts"].contains("plugin:digits")) << line;
+    EXPECT_EQ(j["samples_reward_failed"].get<int64_t>(), 0);
+    ++steps;
+  }
+  EXPECT_EQ(steps, 2);
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());  // the plugin host stopped too
+}
+
 TEST_F(RlpostTrainTest, MalformedDatasetLineNamesTheLineAndLeavesNoProcess) {
   std::string train = dir_ + "/train.jsonl";
   std::ofstream(train) << "{\"prompt\": \"1+1=\", \"answer\": \"2\"}\n{\"prompt\": \"2+2=\"\n";

@@ -1,9 +1,11 @@
 /* A misbehaving plugin for the containment tests, in plain C. Function
- * "trap" scores 1 per sample, except where the sample's response or prompt
- * id contains a word from the config:
+ * "trap" scores 1 per sample, except where the sample's response contains
+ * one of these words:
  *   "CRASH"  segfault;   "HANG"  never return;
  *   "NAN"    a NaN score for that sample;   "SHORT"  one score too few;
- *   "ERROR"  fail the batch with a message. */
+ *   "ERROR"  fail the batch with a message.
+ * The config "WORD:text" (at most one) treats every sample whose prompt id
+ * contains `text` as if its response contained WORD. */
 #include <math.h>
 #include <signal.h>
 #include <string.h>
@@ -13,28 +15,46 @@
 
 static const char* const kFunctions[] = {"trap", NULL};
 
+typedef struct {
+  char word[16];
+  char needle[112];
+} trap_config;
+
 static rlpost_reward_status trap_config_new(const char* function, const char* config,
                                             size_t config_size, void** config_out,
                                             rlpost_reward_error* error) {
+  static trap_config storage;
+  const char* colon = strchr(config, ':');
   (void)function;
-  (void)config;
-  (void)config_size;
-  (void)error;
-  static int stateless;
-  *config_out = &stateless;
+  memset(&storage, 0, sizeof(storage));
+  if (config_size > 0) {
+    size_t word = colon == NULL ? 0 : (size_t)(colon - config);
+    if (colon == NULL || word >= sizeof(storage.word) ||
+        strlen(colon + 1) >= sizeof(storage.needle)) {
+      strncpy(error->message, "trap: config must be WORD:text", error->capacity - 1);
+      return RLPOST_REWARD_INVALID_ARGUMENT;
+    }
+    memcpy(storage.word, config, word);
+    strcpy(storage.needle, colon + 1);
+  }
+  *config_out = &storage;
   return RLPOST_REWARD_OK;
 }
 
+static const trap_config* g_config = NULL;
+
 static int has(const rlpost_reward_sample* s, const char* word) {
-  return strstr(s->response, word) != NULL || strstr(s->prompt_id, word) != NULL;
+  if (strstr(s->response, word) != NULL) return 1;
+  return g_config != NULL && g_config->word[0] != '\0' && strcmp(g_config->word, word) == 0 &&
+         strstr(s->prompt_id, g_config->needle) != NULL;
 }
 
 static rlpost_reward_status trap_score_batch(void* config, const rlpost_reward_batch* batch,
                                              double* scores, size_t capacity, size_t* written,
                                              rlpost_reward_error* error) {
   size_t i, n = batch->count;
-  (void)config;
   (void)capacity;
+  g_config = (const trap_config*)config;
   for (i = 0; i < batch->count; ++i) {
     const rlpost_reward_sample* s =
         (const rlpost_reward_sample*)((const char*)batch->samples + i * batch->sample_size);
