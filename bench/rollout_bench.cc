@@ -77,7 +77,24 @@ struct Mode {
 struct Cell {
   double seconds = 0, forward_seconds = 0;
   int64_t tokens = 0, drafted = 0, accepted = 0, rows = 0, steps = 0;
+  std::vector<int64_t> steps_by_k;  // decode steps by the draft length played
+  std::vector<double> seconds_by_k;
   double tokens_per_s() const { return seconds > 0 ? tokens / seconds : 0; }
+  void Add(const Cell& c) {
+    seconds += c.seconds;
+    forward_seconds += c.forward_seconds;
+    tokens += c.tokens;
+    drafted += c.drafted;
+    accepted += c.accepted;
+    rows += c.rows;
+    steps += c.steps;
+    steps_by_k.resize(std::max(steps_by_k.size(), c.steps_by_k.size()), 0);
+    seconds_by_k.resize(steps_by_k.size(), 0.0);
+    for (size_t k = 0; k < c.steps_by_k.size(); ++k) {
+      steps_by_k[k] += c.steps_by_k[k];
+      seconds_by_k[k] += c.seconds_by_k[k];
+    }
+  }
 };
 
 constexpr int kGroupSize = 8;  // rl.group_size of the built-in job
@@ -107,6 +124,16 @@ void RunSlice(RolloutEngine* e, const std::vector<std::vector<int>>& prompts, si
   cell->accepted += after.accepted_tokens - before.accepted_tokens;
   cell->rows += after.decode_rows - before.decode_rows;
   cell->steps += after.steps - before.steps;
+  const std::vector<int64_t>& steps_after = after.steps_by_draft_length;
+  const size_t n = steps_after.size();
+  cell->steps_by_k.resize(std::max(cell->steps_by_k.size(), n), 0);
+  cell->seconds_by_k.resize(cell->steps_by_k.size(), 0.0);
+  for (size_t k = 0; k < n; ++k) {
+    const bool seen = k < before.steps_by_draft_length.size();
+    cell->steps_by_k[k] += steps_after[k] - (seen ? before.steps_by_draft_length[k] : 0);
+    cell->seconds_by_k[k] +=
+        after.seconds_by_draft_length[k] - (seen ? before.seconds_by_draft_length[k] : 0.0);
+  }
 }
 
 std::unique_ptr<RolloutEngine> MakeEngine(const Policy& p, const Mode& m, int64_t batch) {
@@ -130,6 +157,25 @@ std::unique_ptr<RolloutEngine> MakeEngine(const Policy& p, const Mode& m, int64_
     if (!s.ok()) std::fprintf(stderr, "rlpost-bench rollout: %s\n", s.ToString().c_str());
   }
   return std::move(*e);
+}
+
+// "  k: 0 93%/88% 1 7%/12%": each draft length's share of the decode steps
+// and of their time.
+std::string ByDraftLength(const Cell& c) {
+  int64_t steps = 0;
+  double seconds = 0;
+  for (size_t k = 0; k < c.steps_by_k.size(); ++k) {
+    steps += c.steps_by_k[k];
+    seconds += c.seconds_by_k[k];
+  }
+  if (steps == 0) return "";
+  std::string out = "  k:";
+  for (size_t k = 0; k < c.steps_by_k.size(); ++k) {
+    if (c.steps_by_k[k] == 0) continue;
+    out += absl::StrFormat(" %d %.0f%%/%.0f%%", k, 100.0 * c.steps_by_k[k] / steps,
+                           100.0 * c.seconds_by_k[k] / std::max(seconds, 1e-9));
+  }
+  return out;
 }
 
 }  // namespace
@@ -230,15 +276,7 @@ int RunRolloutBench(const std::vector<std::string>& args) {
         std::map<std::string, Cell> round;
         for (const Mode& m : modes) {
           RunSlice(engines[m.name].get(), prompts, start, groups, &round[m.name]);
-          Cell& total = cells[m.name];
-          const Cell& c = round[m.name];
-          total.seconds += c.seconds;
-          total.forward_seconds += c.forward_seconds;
-          total.tokens += c.tokens;
-          total.drafted += c.drafted;
-          total.accepted += c.accepted;
-          total.rows += c.rows;
-          total.steps += c.steps;
+          cells[m.name].Add(round[m.name]);
         }
         for (const Mode& m : modes) {
           round_ratios[m.name].push_back(round[m.name].tokens_per_s() /
@@ -283,7 +321,8 @@ int RunRolloutBench(const std::vector<std::string>& args) {
                               m.name, 1e3 * c.seconds / std::max<int64_t>(c.steps, 1),
                               static_cast<double>(c.rows) / std::max<int64_t>(c.steps, 1),
                               static_cast<double>(c.tokens) / std::max<int64_t>(c.rows, 1),
-                              100 * c.forward_seconds / std::max(c.seconds, 1e-9)));
+                              100 * c.forward_seconds / std::max(c.seconds, 1e-9)) +
+              ByDraftLength(c));
         }
       }
       rows.push_back(row);

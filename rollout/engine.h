@@ -127,6 +127,10 @@ struct EngineStats {
   double forward_seconds = 0;  // time inside model forwards
   double step_seconds = 0;     // time inside Step()
   double mean_draft_length = 0;
+  // Decode steps and their wall seconds by the draft length played (index
+  // k); what the adaptive mode chose and what it cost.
+  std::vector<int64_t> steps_by_draft_length;
+  std::vector<double> seconds_by_draft_length;
   std::string drafter;
 };
 

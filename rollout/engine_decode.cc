@@ -387,20 +387,33 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
       mtp_row_index.push_back(static_cast<int64_t>(i));
     }
   }
+  double mtp_decode_seconds = 0;
   if (!mtp_rows.empty()) {
     const Clock::time_point m0 = Clock::now();
     at::Tensor idx = torch::tensor(mtp_row_index, at::kLong).to(device);
     MtpCatchUp(mtp_rows, out.hidden.index_select(0, idx));
-    work_stats.forward_seconds += Seconds(Clock::now() - m0);
+    mtp_decode_seconds = Seconds(Clock::now() - m0);
+    work_stats.forward_seconds += mtp_decode_seconds;
   }
   work_stats.drafted_tokens += drafted;
   work_stats.accepted_tokens += accepted_total;
   work_stats.decode_rows += static_cast<int64_t>(rows.size());
   // A step meant to measure k > 0 in which no row could draft (no n-gram
   // match, MTP just switched back on) says nothing about k: not recorded.
+  // What the tuner weighs is what plain decoding would not pay: keeping the
+  // MTP block in sync is a cost of drafting (also at this step's prefill),
+  // not of a k = 0 step that re-measures plain decoding while it runs.
+  const double step_seconds = Seconds(Clock::now() - draft_start) +
+                              (k > 0 ? mtp_prefill_seconds : -mtp_decode_seconds);
+  if (work_stats.steps_by_draft_length.size() <= static_cast<size_t>(k)) {
+    work_stats.steps_by_draft_length.resize(static_cast<size_t>(k) + 1, 0);
+    work_stats.seconds_by_draft_length.resize(static_cast<size_t>(k) + 1, 0.0);
+  }
+  work_stats.steps_by_draft_length[static_cast<size_t>(k)] += 1;
+  work_stats.seconds_by_draft_length[static_cast<size_t>(k)] += step_seconds;
   if (k == 0 || drafted > 0) {
-    tuner.Record(static_cast<int64_t>(rows.size()), k, Seconds(Clock::now() - draft_start),
-                 rows_drafted, accepted_total, rejections);
+    tuner.Record(static_cast<int64_t>(rows.size()), k, step_seconds, rows_drafted, accepted_total,
+                 rejections);
   }
 }
 

@@ -135,6 +135,8 @@ struct RolloutEngine::Impl {
   // returns to SpecTuner::kRefreshFar when it does, or when new weights
   // arrive (the MTP head trains with the policy, so acceptance may change).
   int64_t mtp_probe_interval = SpecTuner::kRefreshFar;
+  // Seconds of MTP catch-up inside this step's prefill (charged to drafting).
+  double mtp_prefill_seconds = 0;
   static constexpr int64_t kMaxMtpProbeInterval = 16 * SpecTuner::kRefreshFar;
   MoeTransformer draft_model{nullptr};
   std::unique_ptr<KvBlockPool> draft_pool;

@@ -236,8 +236,10 @@ void RolloutEngine::Impl::Prefill(std::vector<Sequence*>* finished) {
       mtp_rows.push_back(m);
     }
     if (!mtp_rows.empty()) {
+      const Clock::time_point m0 = Clock::now();
       MtpCatchUp(mtp_rows,
                  out.hidden.index_select(0, torch::tensor(row_index, at::kLong).to(device)));
+      mtp_prefill_seconds += Seconds(Clock::now() - m0);
     }
   }
   work_stats.forward_seconds += Seconds(Clock::now() - t0);
@@ -297,6 +299,7 @@ void RolloutEngine::Impl::Report(const std::vector<Sequence*>& finished) {
 
 bool RolloutEngine::Impl::StepOnce() {
   const Clock::time_point t0 = Clock::now();
+  mtp_prefill_seconds = 0;
   TakeInbox();
   std::vector<Sequence*> finished;
   ApplyCancels(&finished);

@@ -24,8 +24,11 @@ SpecTuner::Bucket& SpecTuner::Get(int64_t batch, int k_max) {
   const int bucket = BucketOf(batch);
   auto it = buckets_.find(bucket);
   if (it == buckets_.end()) {
-    // Start from the nearest bucket measured so far: what pays changes
-    // gradually with the batch size; measurements correct the rest.
+    // Acceptance does not depend on the batch size: start from the nearest
+    // bucket's. Costs do, steeply (a step's time per row falls several-fold
+    // from batch 1 to 32), so every draft length is measured afresh here:
+    // a neighbour's costs, weighted as if measured here, would take many
+    // far re-measurements to correct.
     Bucket start;
     int best_distance = 1 << 30;
     for (const auto& [b, data] : buckets_) {
@@ -34,10 +37,12 @@ SpecTuner::Bucket& SpecTuner::Get(int64_t batch, int k_max) {
         start = data;
       }
     }
+    start.cost.clear();
     it = buckets_.emplace(bucket, std::move(start)).first;
   }
   Bucket& b = it->second;
   if (static_cast<int>(b.cost.size()) < k_max + 1) b.cost.resize(static_cast<size_t>(k_max) + 1);
+  if (b.by_k.size() < b.cost.size()) b.by_k.resize(b.cost.size());
   return b;
 }
 
@@ -46,10 +51,11 @@ double SpecTuner::Predict(const Bucket& b, int k) {
   if (c.samples == 0 || c.row_seconds <= 0) return -1;
   const double per_row = c.row_seconds / c.weight;
   if (k == 0) return 1.0 / per_row;
+  const double pooled = (b.accepted + kPriorAccepted) /
+                        (b.accepted + b.rejections + kPriorAccepted + kPriorRejections);
+  const Acceptance& a = b.by_k[static_cast<size_t>(k)];
   const double alpha = std::min(
-      (b.accepted + kPriorAccepted) / (b.accepted + b.rejections + kPriorAccepted +
-                                       kPriorRejections),
-      0.999);
+      (a.accepted + kAcceptPrior * pooled) / (a.accepted + a.rejections + kAcceptPrior), 0.999);
   const double share = std::min((b.rows_drafted + kPriorDrafted) / (b.rows + kPriorRows), 1.0);
   const double tokens = share * (1 - std::pow(alpha, k + 1)) / (1 - alpha) + (1 - share);
   return tokens / per_row;
@@ -60,9 +66,10 @@ int SpecTuner::Best(int64_t batch, int k_max) {
   const Bucket& b = Get(batch, k_max);
   int best = 0;
   double best_rate = Predict(b, 0);
+  const double plain = best_rate;
   for (int k = 1; k <= k_max; ++k) {
     const double r = Predict(b, k);
-    if (r > best_rate) {
+    if (r > best_rate && r > (1 + kDraftMargin) * plain) {
       best_rate = r;
       best = k;
     }
@@ -117,6 +124,9 @@ void SpecTuner::Record(int64_t batch, int k, double seconds, int64_t rows_drafte
     b.rejections = kAcceptDecay * b.rejections + static_cast<double>(rejections);
     b.rows_drafted = kAcceptDecay * b.rows_drafted + static_cast<double>(rows_drafted);
     b.rows = kAcceptDecay * b.rows + static_cast<double>(batch);
+    Acceptance& a = b.by_k[static_cast<size_t>(k)];
+    a.accepted = kAcceptDecay * a.accepted + static_cast<double>(accepted);
+    a.rejections = kAcceptDecay * a.rejections + static_cast<double>(rejections);
   }
 }
 

@@ -11,15 +11,22 @@
 //   (maximum likelihood for geometric runs: accepted / (accepted +
 //   rejections)) and the share s of rows that had a draft at all (an n-gram
 //   lookup may find nothing), E_k = s (1 - alpha^(k+1)) / (1 - alpha) + 1 - s.
+// Acceptance falls with the draft position for most drafters (an MTP head or
+// a small model drifts further from the policy with every drafted token), so
+// alpha is estimated per k from the steps that used k, with the estimate over
+// all draft lengths as its prior (weight kAcceptPrior tokens).
 // Acceptance is counted in tokens over every drafting step, so it is far less
 // noisy than per-step rates, and timings only need to be compared per k.
 // k = 0 (plain decoding) is a candidate like any other, so speculation that
 // does not pay on this machine, model, batch size and acceptance is switched
-// off by measurement. Each k's cost is measured a few times first; later the
+// off by measurement; a draft length must beat plain decoding by kDraftMargin
+// to be played, so that timing noise does not switch on drafting that only
+// breaks even. Each k's cost is measured a few times first; later the
 // tuner plays the best k and re-measures the others now and then: those close
 // to the best every kRefreshNear steps, of the clearly worse ones only the
 // most promising, once per kRefreshFar steps. A batch-size octave seen for the
-// first time starts from the nearest measured one.
+// first time takes the nearest measured one's acceptance and measures its own
+// costs.
 //
 // Plain C++; not thread-safe (the engine's step thread owns it).
 
@@ -51,6 +58,8 @@ class SpecTuner {
   static constexpr int kRefreshFar = 500;
   static constexpr double kCostDecay = 0.9;     // per measurement of the same k
   static constexpr double kAcceptDecay = 0.98;  // per drafting step
+  static constexpr double kAcceptPrior = 8.0;   // tokens of the all-k estimate
+  static constexpr double kDraftMargin = 0.03;
 
  private:
   struct Cost {
@@ -59,9 +68,13 @@ class SpecTuner {
     int samples = 0;
     int64_t last_step = 0;
   };
+  struct Acceptance {
+    double accepted = 0, rejections = 0;  // decayed per drafting step at this k
+  };
   struct Bucket {
     std::vector<Cost> cost;
     double accepted = 0, rejections = 0, rows_drafted = 0, rows = 0;
+    std::vector<Acceptance> by_k;
   };
   static int BucketOf(int64_t batch);
   Bucket& Get(int64_t batch, int k_max);

@@ -9,10 +9,12 @@ namespace rlpost {
 namespace {
 
 // A synthetic machine: a step of `batch` rows with draft length k costs
-// base * batch * (1 + slope * k) seconds, each drafted token is accepted
-// with probability alpha (geometric runs), every row has a draft.
+// fixed * (1 + fixed_slope * k) + base * batch * (1 + slope * k) seconds,
+// each drafted token is accepted with probability alpha (geometric runs),
+// every row has a draft.
 struct Machine {
   double base = 1e-3, slope = 0.1, alpha = 0.7;
+  double fixed = 0, fixed_slope = 0;
   std::mt19937_64 rng{7};
 
   // Runs `steps` steps at `batch` rows; returns tokens emitted per second.
@@ -31,7 +33,8 @@ struct Machine {
         emitted += a + 1;
       }
       // 5% timing noise.
-      const double t = base * batch * (1 + slope * k) * (0.95 + 0.1 * u(rng));
+      const double t = (fixed * (1 + fixed_slope * k) + base * batch * (1 + slope * k)) *
+                       (0.95 + 0.1 * u(rng));
       tuner->Record(batch, k, t, k > 0 ? batch : 0, accepted, rejections);
       tokens += emitted;
       seconds += t;
@@ -90,12 +93,34 @@ TEST(SpecTunerTest, PlainDecodingIsMeasuredFirstAndNewBatchSizesStartFromNeighbo
   EXPECT_EQ(tuner.Rate(4, 0), -1);
   tuner.Record(4, 0, 0.004, 0, 0, 0);
   EXPECT_NEAR(tuner.Rate(4, 0), 1000.0, 1e-6);  // one token per row per 1 ms
-  // Batch 5 shares the octave 4..7; batch 9 starts from it.
+  // Batch 5 shares the octave 4..7; batch 9 (octave 8..15) measures its
+  // own costs, plain decoding first.
   EXPECT_NEAR(tuner.Rate(5, 0), 1000.0, 1e-6);
   EXPECT_EQ(tuner.Rate(9, 0), -1);
-  tuner.Choose(9, 4);
-  EXPECT_NEAR(tuner.Rate(9, 0), 1000.0, 1e-6);
+  EXPECT_EQ(tuner.Choose(9, 4), 0);
+  EXPECT_EQ(tuner.Rate(9, 0), -1);
   EXPECT_EQ(tuner.Choose(1, 0), 0);
+}
+
+// Drafting pays at batch 1 (the step's fixed cost dominates) but not at
+// batch 16 (verifying k + 1 positions per row dominates): the batch-16
+// octave must not inherit batch 1's costs and keep drafting.
+TEST(SpecTunerTest, ALargerBatchDoesNotInheritASmallerBatchsCosts) {
+  SpecTuner tuner;
+  Machine m;
+  m.fixed = 1e-3;
+  m.fixed_slope = 0.05;
+  m.base = 1e-4;
+  m.slope = 1.2;
+  int drafted = 0;
+  m.Run(&tuner, 1, 4, 300, &drafted);
+  EXPECT_GT(tuner.Best(1, 4), 0);
+  drafted = 0;
+  m.Run(&tuner, 16, 4, 300, &drafted);
+  EXPECT_EQ(tuner.Best(16, 4), 0);
+  // The warm-up measures k = 1..4 three times each; the rest is plain but
+  // for the occasional re-measurement.
+  EXPECT_LT(drafted, 30);
 }
 
 }  // namespace

@@ -148,18 +148,11 @@ inline rlpost_reward_status Init(const rlpost_reward_host* host, rlpost_reward_e
   return RLPOST_REWARD_OK;
 }
 
-inline rlpost_reward_status ConfigNew(const char* function, const char* config,
-                                      size_t config_size, void** config_out,
-                                      rlpost_reward_error* error) {
-  const Factory* factory = GetState().registry.Find(function);
-  if (factory == nullptr) {
-    SetError(error, std::string("no reward function named '") + function + "'");
-    return RLPOST_REWARD_INVALID_ARGUMENT;
-  }
+// Runs `body` (returning a status); an exception becomes a status and message.
+template <typename Body>
+rlpost_reward_status Guarded(rlpost_reward_error* error, Body&& body) {
   try {
-    std::unique_ptr<RewardFunction> f = (*factory)(std::string_view(config, config_size));
-    *config_out = f.release();
-    return RLPOST_REWARD_OK;
+    return body();
   } catch (const InvalidConfig& e) {
     SetError(error, e.what());
     return RLPOST_REWARD_INVALID_ARGUMENT;
@@ -170,6 +163,21 @@ inline rlpost_reward_status ConfigNew(const char* function, const char* config,
     SetError(error, "unknown exception");
     return RLPOST_REWARD_INTERNAL;
   }
+}
+
+inline rlpost_reward_status ConfigNew(const char* function, const char* config,
+                                      size_t config_size, void** config_out,
+                                      rlpost_reward_error* error) {
+  const Factory* factory = GetState().registry.Find(function);
+  if (factory == nullptr) {
+    SetError(error, std::string("no reward function named '") + function + "'");
+    return RLPOST_REWARD_INVALID_ARGUMENT;
+  }
+  return Guarded(error, [&] {
+    std::unique_ptr<RewardFunction> f = (*factory)(std::string_view(config, config_size));
+    *config_out = f.release();
+    return RLPOST_REWARD_OK;
+  });
 }
 
 inline std::string_view View(const char* data, size_t size) {
@@ -184,7 +192,7 @@ inline rlpost_reward_status ScoreBatch(void* config, const rlpost_reward_batch* 
     SetError(error, "the host's samples are older than this plugin's ABI minor version");
     return RLPOST_REWARD_UNSUPPORTED;
   }
-  try {
+  return Guarded(error, [&] {
     std::vector<Sample> samples(batch->count);
     const char* base = reinterpret_cast<const char*>(batch->samples);
     for (size_t i = 0; i < batch->count; ++i) {
@@ -214,13 +222,7 @@ inline rlpost_reward_status ScoreBatch(void* config, const rlpost_reward_batch* 
     for (size_t i = 0; i < n; ++i) scores[i] = result[i];
     *written = n;
     return RLPOST_REWARD_OK;
-  } catch (const std::exception& e) {
-    SetError(error, e.what());
-    return RLPOST_REWARD_INTERNAL;
-  } catch (...) {
-    SetError(error, "unknown exception");
-    return RLPOST_REWARD_INTERNAL;
-  }
+  });
 }
 
 inline void ConfigDestroy(void* config) { delete static_cast<RewardFunction*>(config); }
