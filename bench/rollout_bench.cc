@@ -190,7 +190,7 @@ int RunRolloutBench(const std::vector<std::string>& args) {
     }
   };
   const int64_t sft_steps = quick ? 150 : 300;
-  const int rounds = quick ? 1 : 5;
+  const int rounds = quick ? 1 : 9;
   std::vector<Problem> train = GenerateArithProblems(1234, 4000, 999, Split::kTrain);
   std::vector<Problem> heldout = GenerateArithProblems(1234, 200, 999, Split::kHeldout);
   CharTokenizer tok;

@@ -290,7 +290,7 @@ absl::Status RolloutEngine::UpdateWeights(int64_t version,
     }
     if (status.ok()) {
       impl_->version = version;
-      impl_->mtp_probe_interval = SpecTuner::kRefreshFar;
+      impl_->probe_interval = SpecTuner::kRefreshFar;
       // Keys/values of the old weights are recomputed under the new ones.
       for (Sequence* s : impl_->running) impl_->DropKv(s);
       for (auto& [id, g] : impl_->groups) impl_->DropPrefix(g.get());

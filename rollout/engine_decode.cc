@@ -212,28 +212,29 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
             ? tuner.Choose(static_cast<int64_t>(rows.size()), options.speculation.max_draft_tokens)
             : options.speculation.max_draft_tokens;
   }
-  if (mtp_kv_layer >= 0 && options.speculation.adaptive) {
-    // The MTP block runs (catch-up forwards) while drafting pays, or while a
-    // draft length > 0 is being measured; a step that re-measures k = 0
-    // keeps it running so the samples stay in sync. Switching it back on is
-    // a probe that lasts until newly admitted samples can draft, so while it
-    // is off, probes happen at most once per mtp_probe_interval steps, an
-    // interval that grows while probes keep confirming that drafting does
-    // not pay.
+  const bool stateful = drafter == DrafterKind::kMtp || drafter == DrafterKind::kDraftModel;
+  if (stateful && options.speculation.adaptive) {
+    // A stateful drafter (the MTP block, a draft model) that sat idle while
+    // plain decoding measured best pays a catch-up when it drafts again, and
+    // the MTP block stays off (no catch-up forwards) while idle. Switching it
+    // back on is a probe: while drafting does not pay, probes happen at most
+    // once per probe_interval steps, an interval that grows while probes keep
+    // confirming it. (An MTP probe lasts until newly admitted samples can
+    // draft; a step that re-measures k = 0 keeps the block running so the
+    // samples stay in sync.)
     const bool best_drafts =
         tuner.Best(static_cast<int64_t>(rows.size()), options.speculation.max_draft_tokens) > 0;
-    if (best_drafts) mtp_probe_interval = SpecTuner::kRefreshFar;
-    if (k > 0 && !mtp_active && !best_drafts) {
-      if (work_stats.steps - mtp_probe_step < mtp_probe_interval) {
+    if (best_drafts) probe_interval = SpecTuner::kRefreshFar;
+    const bool drafting = mtp_kv_layer >= 0 ? mtp_active : last_draft_length > 0;
+    if (k > 0 && !drafting && !best_drafts) {
+      if (work_stats.steps - probe_step < probe_interval) {
         k = 0;
       } else {
-        if (mtp_probe_step > 0) {
-          mtp_probe_interval = std::min(2 * mtp_probe_interval, kMaxMtpProbeInterval);
-        }
-        mtp_probe_step = work_stats.steps;
+        if (probe_step > 0) probe_interval = std::min(2 * probe_interval, kMaxProbeInterval);
+        probe_step = work_stats.steps;
       }
     }
-    mtp_active = k > 0 || best_drafts;
+    if (mtp_kv_layer >= 0) mtp_active = k > 0 || best_drafts;
   }
   for (Sequence* s : rows) {
     s->drafts.clear();
@@ -403,6 +404,7 @@ void RolloutEngine::Impl::Decode(std::vector<Sequence*>* finished) {
   // What the tuner weighs is what plain decoding would not pay: keeping the
   // MTP block in sync is a cost of drafting (also at this step's prefill),
   // not of a k = 0 step that re-measures plain decoding while it runs.
+  last_draft_length = k;
   const double step_seconds = Seconds(Clock::now() - draft_start) +
                               (k > 0 ? mtp_prefill_seconds : -mtp_decode_seconds);
   if (work_stats.steps_by_draft_length.size() <= static_cast<size_t>(k)) {

@@ -129,15 +129,18 @@ struct RolloutEngine::Impl {
   // plain decoding measures best; samples admitted while it is off never
   // draft with it.
   bool mtp_active = true;
-  int64_t mtp_probe_step = 0;  // step of the last switch back on
-  // Steps between probes while the block is off: doubles after every probe
-  // that finds drafting still does not pay (up to kMaxMtpProbeInterval) and
-  // returns to SpecTuner::kRefreshFar when it does, or when new weights
-  // arrive (the MTP head trains with the policy, so acceptance may change).
-  int64_t mtp_probe_interval = SpecTuner::kRefreshFar;
+  // Adaptive mode with a stateful drafter: the step of the last probe (a
+  // switch back to drafting while plain decoding measured best) and the steps
+  // between probes: doubles after every probe that finds drafting still does
+  // not pay (up to kMaxProbeInterval) and returns to SpecTuner::kRefreshFar
+  // when it does, or when new weights arrive (the MTP head trains with the
+  // policy, so acceptance may change).
+  int64_t probe_step = 0;
+  int64_t probe_interval = SpecTuner::kRefreshFar;
+  int last_draft_length = 0;  // of the last decode step
   // Seconds of MTP catch-up inside this step's prefill (charged to drafting).
   double mtp_prefill_seconds = 0;
-  static constexpr int64_t kMaxMtpProbeInterval = 16 * SpecTuner::kRefreshFar;
+  static constexpr int64_t kMaxProbeInterval = 16 * SpecTuner::kRefreshFar;
   MoeTransformer draft_model{nullptr};
   std::unique_ptr<KvBlockPool> draft_pool;
   int64_t draft_version = -1;

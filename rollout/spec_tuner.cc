@@ -48,8 +48,12 @@ SpecTuner::Bucket& SpecTuner::Get(int64_t batch, int k_max) {
 
 double SpecTuner::Predict(const Bucket& b, int k) {
   const Cost& c = b.cost[k];
-  if (c.samples == 0 || c.row_seconds <= 0) return -1;
-  const double per_row = c.row_seconds / c.weight;
+  if (c.samples == 0) return -1;
+  const int n = std::min(c.samples, kCostWindow);
+  std::array<double, kCostWindow> window = c.recent;
+  std::nth_element(window.begin(), window.begin() + n / 2, window.begin() + n);
+  const double per_row = window[static_cast<size_t>(n / 2)];
+  if (per_row <= 0) return -1;
   if (k == 0) return 1.0 / per_row;
   const double pooled = (b.accepted + kPriorAccepted) /
                         (b.accepted + b.rejections + kPriorAccepted + kPriorRejections);
@@ -88,13 +92,15 @@ int SpecTuner::Choose(int64_t batch, int k_max) {
   const double best_rate = Predict(b, best);
   // Re-measure the stalest k close to the best that is due; of the clearly
   // worse ones only the most promising, and rarely: probing a drafter that
-  // has sat idle costs a catch-up forward.
+  // has sat idle costs a catch-up forward. Plain decoding, the baseline that
+  // drafting must beat, always counts as close: a stale slow measurement of
+  // it must not keep drafting on.
   int due = -1, far = -1;
   int64_t oldest = steps_, last_far = 0;
   for (int k = 0; k <= k_max; ++k) {
     if (k == best) continue;
     const double r = Predict(b, k);
-    if (r >= 0.9 * best_rate) {
+    if (k == 0 || r >= 0.9 * best_rate) {
       if (steps_ - b.cost[k].last_step >= kRefreshNear && b.cost[k].last_step < oldest) {
         oldest = b.cost[k].last_step;
         due = k;
@@ -115,8 +121,8 @@ void SpecTuner::Record(int64_t batch, int k, double seconds, int64_t rows_drafte
   if (seconds <= 0 || batch <= 0) return;
   Bucket& b = Get(batch, k);
   Cost& c = b.cost[k];
-  c.row_seconds = kCostDecay * c.row_seconds + seconds / static_cast<double>(batch);
-  c.weight = kCostDecay * c.weight + 1;
+  c.recent[static_cast<size_t>(c.next)] = seconds / static_cast<double>(batch);
+  c.next = (c.next + 1) % kCostWindow;
   ++c.samples;
   c.last_step = steps_;
   if (k > 0) {

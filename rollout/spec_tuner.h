@@ -5,8 +5,8 @@
 //   E_k / c_k
 // where both factors are measured on this machine, per octave of batch size:
 // - c_k, the seconds per row of a whole decode step with draft length k
-//   (drafting, the verify forward, the MTP catch-up, sampling): a decayed
-//   average over the steps that used k;
+//   (drafting, the verify forward, the MTP catch-up, sampling): the median
+//   of the last kCostWindow steps that used k;
 // - E_k, the expected tokens a row emits: with per-token acceptance alpha
 //   (maximum likelihood for geometric runs: accepted / (accepted +
 //   rejections)) and the share s of rows that had a draft at all (an n-gram
@@ -23,13 +23,14 @@
 // to be played, so that timing noise does not switch on drafting that only
 // breaks even. Each k's cost is measured a few times first; later the
 // tuner plays the best k and re-measures the others now and then: those close
-// to the best every kRefreshNear steps, of the clearly worse ones only the
+// to the best, and plain decoding always, every kRefreshNear steps, of the clearly worse ones only the
 // most promising, once per kRefreshFar steps. A batch-size octave seen for the
 // first time takes the nearest measured one's acceptance and measures its own
 // costs.
 //
 // Plain C++; not thread-safe (the engine's step thread owns it).
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -56,15 +57,18 @@ class SpecTuner {
   static constexpr int kWarmupSamples = 3;
   static constexpr int kRefreshNear = 48;
   static constexpr int kRefreshFar = 500;
-  static constexpr double kCostDecay = 0.9;     // per measurement of the same k
+  static constexpr int kCostWindow = 7;  // recent measurements of a k's cost
   static constexpr double kAcceptDecay = 0.98;  // per drafting step
   static constexpr double kAcceptPrior = 8.0;   // tokens of the all-k estimate
   static constexpr double kDraftMargin = 0.03;
 
  private:
   struct Cost {
-    double row_seconds = 0;  // decayed sum of seconds per row
-    double weight = 0;       // decayed count
+    // The last kCostWindow seconds per row (a ring); the estimate is their
+    // median: a neighbour process only ever adds time, and one slow step
+    // must not make plain decoding look slow for hundreds of steps.
+    std::array<double, kCostWindow> recent{};
+    int next = 0;
     int samples = 0;
     int64_t last_step = 0;
   };
