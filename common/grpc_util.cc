@@ -223,6 +223,10 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   // Reconnect quickly: peers on loopback come and go during tests.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // "dns:///name:port" names every address the name resolves to (a headless
+  // Kubernetes Service: one per pod): spread calls over all of them, and
+  // follow the set as pods come and go.
+  if (absl::StartsWith(address, "dns:///")) args.SetLoadBalancingPolicyName("round_robin");
   return grpc::CreateCustomChannel(address, ChannelCredentials(), args);
 }
 
@@ -255,6 +259,13 @@ absl::Status ParseFlags(int argc, char** argv, const std::vector<FlagSpec>& flag
       for (const FlagSpec& f : flags) absl::StrAppend(&known, " --", f.name);
       return absl::InvalidArgumentError(
           absl::StrCat("unknown flag '--", name, "'; known flags:", known));
+    }
+    if (spec->is_switch) {
+      if (has_value) {
+        return absl::InvalidArgumentError(absl::StrCat("flag '--", name, "' takes no value"));
+      }
+      *spec->value = "true";
+      continue;
     }
     if (!has_value) {
       if (i + 1 >= argc) {

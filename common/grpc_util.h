@@ -57,6 +57,7 @@ struct FlagSpec {
   std::string name;      // without dashes
   std::string* value;
   std::string help;
+  bool is_switch = false;  // takes no value: present sets *value to "true"
 };
 absl::Status ParseFlags(int argc, char** argv, const std::vector<FlagSpec>& flags,
                         std::vector<std::string>* positional);

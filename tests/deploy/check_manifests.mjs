@@ -1,0 +1,186 @@
+// Offline checks of rendered Kubernetes manifests (kustomize output):
+//   node check_manifests.mjs --bin-dir DIR OVERLAY.yaml...
+// 1. Every object validates against the Kubernetes schemas of the npm package
+//    kubernetes-models.
+// 2. Policy: every container has resource requests and a memory limit,
+//    readiness and liveness probes, a locked-down security context; pods run
+//    as non-root; images are pinned (not latest); workloads carry the
+//    recommended app.kubernetes.io labels and a metrics port; the verifier's
+//    NetworkPolicy allows no egress.
+// 3. The manifests match the binaries: every --flag a container passes is one
+//    its binary lists in --help, every environment variable it sets is one
+//    the binary's --help names ($NAME), and every file a flag points into is
+//    mounted.
+// Prints one line per problem and exits 1 if there is any.
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { parseAllDocuments } from "yaml";
+
+const require = createRequire(import.meta.url);
+const args = process.argv.slice(2);
+let binDir = "";
+const files = [];
+for (let i = 0; i < args.length; ++i) {
+  if (args[i] === "--bin-dir") binDir = args[++i];
+  else files.push(args[i]);
+}
+if (!binDir || files.length === 0) {
+  console.error("usage: node check_manifests.mjs --bin-dir DIR RENDERED.yaml...");
+  process.exit(2);
+}
+
+const problems = [];
+const report = (where, what) => problems.push(`${where}: ${what}`);
+
+function modelFor(apiVersion, kind) {
+  const path = `kubernetes-models/${apiVersion}`;
+  try {
+    return require(path)[kind];
+  } catch {
+    return undefined;
+  }
+}
+
+const RECOMMENDED = [
+  "app.kubernetes.io/name",
+  "app.kubernetes.io/instance",
+  "app.kubernetes.io/component",
+  "app.kubernetes.io/part-of",
+  "app.kubernetes.io/managed-by",
+];
+const WORKLOADS = new Set(["Deployment", "StatefulSet", "Job", "DaemonSet"]);
+const helpCache = new Map();
+
+function help(binary) {
+  if (!helpCache.has(binary)) {
+    let text = "";
+    try {
+      text = execFileSync(`${binDir}/${binary}`, ["--help"], { encoding: "utf8" });
+    } catch (e) {
+      text = (e.stdout || "") + (e.stderr || "");
+    }
+    helpCache.set(binary, text);
+  }
+  return helpCache.get(binary);
+}
+
+function checkContainer(where, c, volumes) {
+  const r = c.resources || {};
+  for (const res of ["cpu", "memory"]) {
+    if (!r.requests || !r.requests[res]) report(where, `no resources.requests.${res}`);
+  }
+  if (!r.limits || !r.limits.memory) report(where, "no resources.limits.memory");
+  for (const probe of ["readinessProbe", "livenessProbe"]) {
+    if (!c[probe]) report(where, `no ${probe}`);
+  }
+  const sc = c.securityContext || {};
+  if (sc.allowPrivilegeEscalation !== false) report(where, "allowPrivilegeEscalation is not false");
+  if (!sc.capabilities || !(sc.capabilities.drop || []).includes("ALL")) {
+    report(where, "capabilities do not drop ALL");
+  }
+  if (sc.privileged) report(where, "privileged");
+  if (sc.readOnlyRootFilesystem !== true) report(where, "root filesystem is not read-only");
+  const image = c.image || "";
+  const tag = image.includes("@") ? "digest" : image.split("/").pop().split(":")[1];
+  if (!tag) report(where, `image ${image} has no tag`);
+  if (tag === "latest") report(where, `image ${image} uses latest`);
+  if (!(c.ports || []).some((p) => p.name === "metrics")) report(where, "no metrics port");
+
+  // The binary's flags and environment.
+  const binary = (c.command || [])[0];
+  if (!binary || !binary.startsWith("rlpost")) {
+    report(where, "command[0] is not an rlpost binary");
+    return;
+  }
+  const text = help(binary);
+  if (!text.includes("usage:")) {
+    report(where, `${binary} --help printed no usage`);
+    return;
+  }
+  const known = new Set([...text.matchAll(/--([a-z][a-z0-9-]*)/g)].map((m) => m[1]));
+  const mounts = (c.volumeMounts || []).map((m) => m.mountPath);
+  for (const a of c.args || []) {
+    if (!a.startsWith("--")) continue;
+    const name = a.slice(2).split("=")[0];
+    if (!known.has(name)) report(where, `${binary} accepts no flag --${name}`);
+    const value = a.includes("=") ? a.slice(a.indexOf("=") + 1) : "";
+    if (value.startsWith("/") && !mounts.some((m) => value.startsWith(m + "/"))) {
+      report(where, `--${name}=${value} points outside every volume mount`);
+    }
+  }
+  for (const e of c.env || []) {
+    if (!text.includes(`$${e.name}`)) report(where, `${binary} reads no environment variable ${e.name}`);
+  }
+  for (const m of c.volumeMounts || []) {
+    if (!volumes.has(m.name)) report(where, `mounts undefined volume ${m.name}`);
+  }
+}
+
+// The API server treats a null field as unset (old kustomize releases write
+// e.g. volumeClaimTemplates: null); so does this check.
+function pruneNulls(v) {
+  if (Array.isArray(v)) return v.map(pruneNulls);
+  if (v && typeof v === "object") {
+    const out = {};
+    for (const [k, x] of Object.entries(v)) if (x !== null) out[k] = pruneNulls(x);
+    return out;
+  }
+  return v;
+}
+
+const objects = [];
+for (const file of files) {
+  for (const doc of parseAllDocuments(readFileSync(file, "utf8"))) {
+    if (doc.errors.length > 0) report(file, `YAML: ${doc.errors[0].message}`);
+    const obj = pruneNulls(doc.toJS());
+    if (obj) objects.push({ file, obj });
+  }
+}
+
+for (const { file, obj } of objects) {
+  const where = `${file}: ${obj.kind}/${obj.metadata && obj.metadata.name}`;
+  const Model = modelFor(obj.apiVersion, obj.kind);
+  if (!Model) {
+    report(where, `no schema for ${obj.apiVersion} ${obj.kind}`);
+    continue;
+  }
+  try {
+    new Model(obj).validate();
+  } catch (e) {
+    report(where, `schema: ${e.message.split("\n").slice(0, 3).join(" ")}`);
+  }
+  const labels = (obj.metadata && obj.metadata.labels) || {};
+  if (obj.kind !== "Namespace") {
+    for (const l of RECOMMENDED) if (!labels[l]) report(where, `no label ${l}`);
+  }
+  if (WORKLOADS.has(obj.kind)) {
+    if (!labels["app.kubernetes.io/version"]) report(where, "no label app.kubernetes.io/version");
+    const pod = obj.spec.template.spec;
+    const psc = pod.securityContext || {};
+    if (psc.runAsNonRoot !== true) report(where, "pod does not set runAsNonRoot");
+    if (!psc.seccompProfile) report(where, "pod sets no seccompProfile");
+    const volumes = new Set((pod.volumes || []).map((v) => v.name));
+    for (const c of [...(pod.initContainers || []), ...pod.containers]) {
+      checkContainer(`${where} container ${c.name}`, c, volumes);
+    }
+  }
+  if (obj.kind === "NetworkPolicy" && obj.metadata.name === "rlpost-verifier") {
+    if (!(obj.spec.policyTypes || []).includes("Egress")) report(where, "does not restrict egress");
+    if ((obj.spec.egress || []).length !== 0) report(where, "allows some egress");
+  }
+}
+const kinds = new Set(objects.map(({ obj }) => obj.kind));
+for (const k of ["Deployment", "StatefulSet", "Job", "Service", "HorizontalPodAutoscaler",
+                 "PodDisruptionBudget", "NetworkPolicy", "ConfigMap"]) {
+  if (!kinds.has(k)) report(files.join(","), `no ${k} rendered`);
+}
+const verifierPolicy = objects.some(
+  ({ obj }) => obj.kind === "NetworkPolicy" && obj.metadata.name === "rlpost-verifier");
+if (!verifierPolicy) report(files.join(","), "no NetworkPolicy rlpost-verifier");
+
+if (problems.length > 0) {
+  for (const p of problems) console.log(`FAIL ${p}`);
+  process.exit(1);
+}
+console.log(`OK ${objects.length} objects in ${files.join(", ")}: schemas, policy, flags`);
