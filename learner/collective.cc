@@ -4,12 +4,60 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <map>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 
 namespace rlpost {
+namespace {
+
+// This host's address on the route to `host`: what the other ranks reach
+// this one at (a pod's IP in Kubernetes, 127.0.0.1 when the master is local).
+// A UDP "connect" sends nothing; it only picks the route. Empty when `host`
+// does not resolve.
+std::string LocalAddressToward(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return "";
+  std::string out;
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0) {
+    sockaddr_in local{};
+    socklen_t len = sizeof(local);
+    char text[INET_ADDRSTRLEN] = {0};
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0 &&
+        inet_ntop(AF_INET, &local.sin_addr, text, sizeof(text)) != nullptr) {
+      out = text;
+    }
+  }
+  if (fd >= 0) close(fd);
+  freeaddrinfo(found);
+  return out;
+}
+
+// The Gloo device: on $GLOO_SOCKET_IFNAME when set (as in PyTorch), else on
+// the address this host uses to reach the master.
+std::shared_ptr<gloo::transport::Device> GlooDevice(const std::string& master_addr,
+                                                    int master_port) {
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname != nullptr && *ifname != '\0') {
+    return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+  }
+  const std::string local = LocalAddressToward(master_addr, master_port);
+  return c10d::ProcessGroupGloo::createDeviceForHostname(local.empty() ? master_addr : local);
+}
+
+}  // namespace
 
 struct ProcessGroupHandle::Impl {
   c10::intrusive_ptr<c10d::Store> store;
@@ -41,8 +89,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroupHandle>> ProcessGroupHandle::Connect(
     impl->store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, so);
     auto pg_opts = c10d::ProcessGroupGloo::Options::create();
     pg_opts->timeout = std::chrono::milliseconds(int64_t{options.timeout_seconds} * 1000);
-    pg_opts->devices.push_back(
-        c10d::ProcessGroupGloo::createDeviceForHostname(options.master_addr));
+    pg_opts->devices.push_back(GlooDevice(options.master_addr, options.master_port));
     impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, options.rank,
                                                            options.world_size, pg_opts);
   } catch (const std::exception& e) {

@@ -1,0 +1,229 @@
+// A Kubernetes deployment on one machine: every pod of a rendered overlay
+// becomes a network namespace (ip netns) on one bridge, with the pod's DNS
+// names in its hosts file, its volumes as bind mounts in a private mount
+// namespace (configMap and secret files written out, emptyDirs fresh), and
+// its container started with exactly the manifest's command, args and
+// environment, as the manifest's user and with its root filesystem read-only
+// where the manifest says so. Then rlctl submits a one-step run to the controller and the
+// test waits for it to finish and audits it.
+//   node netns_cluster.mjs --bin-dir DIR --source-dir DIR RENDERED.yaml
+// Needs root (ip netns, mounts); exits 77 (skipped) without it.
+import { execFileSync, spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { parseAllDocuments } from "yaml";
+
+const argv = process.argv.slice(2);
+const opt = { bin: "", src: "", file: "" };
+for (let i = 0; i < argv.length; ++i) {
+  if (argv[i] === "--bin-dir") opt.bin = argv[++i];
+  else if (argv[i] === "--source-dir") opt.src = argv[++i];
+  else opt.file = argv[i];
+}
+
+function skip(why) {
+  console.log(`SKIP: ${why}`);
+  process.exit(77);
+}
+if (process.getuid() !== 0) skip("needs root (network namespaces, mounts)");
+const run = (cmd, args, o = {}) => execFileSync(cmd, args, { encoding: "utf8", ...o });
+try {
+  run("ip", ["netns", "list"]);
+  run("unshare", ["--mount", "true"]);
+} catch (e) {
+  skip(`ip netns / unshare unavailable: ${e.message.split("\n")[0]}`);
+}
+
+const objects = parseAllDocuments(fs.readFileSync(opt.file, "utf8")).map((d) => d.toJS()).filter(Boolean);
+const byKind = (k) => objects.filter((o) => o.kind === k);
+const configMaps = new Map(byKind("ConfigMap").map((o) => [o.metadata.name, o.data || {}]));
+const secrets = new Map(byKind("Secret").map((o) => [o.metadata.name,
+  Object.fromEntries(Object.entries(o.data || {}).map(([k, v]) => [k, Buffer.from(v, "base64")]))]));
+
+// Pods: name, DNS names, the pod spec, extra environment (what Kubernetes adds).
+const pods = [];
+for (const o of objects) {
+  const spec = o.spec;
+  const name = o.metadata.name;
+  if (o.kind === "Deployment") {
+    for (let i = 0; i < (spec.replicas ?? 1); ++i) pods.push({ name: `${name}-${i}`, template: spec.template, env: {} });
+  } else if (o.kind === "StatefulSet") {
+    for (let i = 0; i < (spec.replicas ?? 1); ++i) {
+      pods.push({ name: `${name}-${i}`, dns: [`${name}-${i}.${spec.serviceName}`], template: spec.template, env: {} });
+    }
+  } else if (o.kind === "Job" && spec.completionMode === "Indexed") {
+    for (let i = 0; i < (spec.parallelism ?? 1); ++i) {
+      const sub = spec.template.spec.subdomain;
+      pods.push({ name: `${name}-${i}`, dns: sub ? [`${name}-${i}.${sub}`] : [], template: spec.template,
+                  env: { JOB_COMPLETION_INDEX: String(i) } });
+    }
+  }
+}
+pods.forEach((p, i) => { p.ip = `10.213.0.${10 + i}`; p.ns = `rlpost-t${i}`; p.dns = p.dns || []; });
+// Services: a name resolves to the pods its selector picks (a ClusterIP
+// Service to the first; fine for one replica per Service here).
+const matches = (sel, labels) => Object.entries(sel || {}).every(([k, v]) => labels[k] === v);
+const hosts = [];
+for (const svc of byKind("Service")) {
+  for (const p of pods) {
+    if (matches(svc.spec.selector, p.template.metadata.labels || {})) hosts.push([p.ip, svc.metadata.name]);
+  }
+}
+for (const p of pods) for (const d of p.dns) hosts.push([p.ip, d]);
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "rlpost-netns-"));
+const created = [];  // host mount points this test made
+const children = [];
+function cleanup() {
+  for (const c of children) { try { process.kill(-c.pid, "SIGKILL"); } catch {} }
+  for (const p of pods) {
+    try { run("ip", ["netns", "delete", p.ns], { stdio: "ignore" }); } catch {}
+    fs.rmSync(`/etc/netns/${p.ns}`, { recursive: true, force: true });
+  }
+  try { run("ip", ["link", "delete", "rlpbr0"], { stdio: "ignore" }); } catch {}
+  for (const d of created.reverse()) { try { fs.rmdirSync(d); } catch {} }
+}
+process.on("exit", cleanup);
+for (const s of ["SIGINT", "SIGTERM"]) process.on(s, () => process.exit(1));
+
+// The network: a bridge in this namespace, one veth per pod.
+cleanup();
+run("ip", ["link", "add", "rlpbr0", "type", "bridge"]);
+run("ip", ["addr", "add", "10.213.0.1/24", "dev", "rlpbr0"]);
+run("ip", ["link", "set", "rlpbr0", "up"]);
+pods.forEach((p, i) => {
+  run("ip", ["netns", "add", p.ns]);
+  run("ip", ["link", "add", `rlpv${i}`, "type", "veth", "peer", "name", `rlpp${i}`]);
+  run("ip", ["link", "set", `rlpv${i}`, "master", "rlpbr0", "up"]);
+  run("ip", ["link", "set", `rlpp${i}`, "netns", p.ns]);
+  run("ip", ["-n", p.ns, "link", "set", `rlpp${i}`, "name", "eth0"]);
+  run("ip", ["-n", p.ns, "addr", "add", `${p.ip}/24`, "dev", "eth0"]);
+  run("ip", ["-n", p.ns, "link", "set", "eth0", "up"]);
+  run("ip", ["-n", p.ns, "link", "set", "lo", "up"]);
+  fs.mkdirSync(`/etc/netns/${p.ns}`, { recursive: true });
+  fs.writeFileSync(`/etc/netns/${p.ns}/hosts`, ["127.0.0.1 localhost", `${p.ip} ${p.name}`,
+    ...hosts.map(([ip, n]) => `${ip} ${n}`)].join("\n") + "\n");
+});
+
+function mountPoint(dir) {
+  const missing = [];
+  for (let d = dir; !fs.existsSync(d); d = path.dirname(d)) missing.unshift(d);
+  for (const d of missing) { fs.mkdirSync(d); created.push(d); }
+}
+
+// Start every pod's container.
+for (const p of pods) {
+  const spec = p.template.spec;
+  const c = spec.containers[0];
+  const root = path.join(work, p.name);
+  const binds = [];
+  for (const m of c.volumeMounts || []) {
+    const v = spec.volumes.find((x) => x.name === m.name);
+    const dir = path.join(root, "volumes", m.name);
+    fs.mkdirSync(dir, { recursive: true });
+    if (v.configMap) {
+      for (const [k, text] of Object.entries(configMaps.get(v.configMap.name))) fs.writeFileSync(path.join(dir, k), text);
+    } else if (v.secret) {
+      // A Secret the overlay leaves to the operator (docs/deploy.md: rlpost-auth
+      // with a token) is made here the way the operator would.
+      if (!secrets.has(v.secret.secretName)) {
+        secrets.set(v.secret.secretName, { token: Buffer.from(`netns-${process.pid}-${Date.now()}\n`) });
+      }
+      for (const [k, data] of Object.entries(secrets.get(v.secret.secretName))) fs.writeFileSync(path.join(dir, k), data);
+    }
+    fs.chmodSync(dir, 0o1777);
+    mountPoint(m.mountPath);
+    binds.push(`mount --bind ${dir} ${m.mountPath}`);
+  }
+  // The container's security context: a read-only root filesystem (the
+  // volumes above stay writable), and its user.
+  const psc = spec.securityContext || {};
+  const csc = c.securityContext || {};
+  if (csc.readOnlyRootFilesystem) binds.push("mount -o remount,bind,ro /");
+  const uid = csc.runAsUser ?? psc.runAsUser, gid = csc.runAsGroup ?? psc.runAsGroup;
+  const user = uid !== undefined ? `setpriv --reuid=${uid} --regid=${gid ?? uid} --clear-groups ` : "";
+  const env = { PATH: `${opt.bin}:/usr/bin:/bin`, HOSTNAME: p.name, ...p.env };
+  for (const e of c.env || []) env[e.name] = e.value;
+  const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const quote = (s) => `'${String(s).replace(/'/g, "'\\''")}'`;
+  const script = [...binds, `exec ${user}env -i ${envArgs.map(quote).join(" ")} ${[...c.command, ...(c.args || [])].map(quote).join(" ")}`].join(" && ");
+  const log = fs.openSync(path.join(work, `${p.name}.log`), "w");
+  // The pod's own hostname (UTS namespace), as Kubernetes sets it.
+  const child = spawn("ip", ["netns", "exec", p.ns, "unshare", "--mount", "--uts", "--propagation",
+                             "private", "sh", "-c", `hostname ${p.name} && ${script}`],
+                      { stdio: ["ignore", log, log], detached: true });
+  children.push(child);
+  p.child = child;
+  console.log(`pod ${p.name} (${p.ip}${p.dns.length ? ", " + p.dns.join(" ") : ""}): ${c.command.join(" ")} ${(c.args || []).join(" ")}`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const controller = pods.find((p) => p.template.spec.containers[0].command[0] === "rlpost-controller");
+const grpcPort = controller.template.spec.containers[0].ports.find((x) => x.name === "grpc").containerPort;
+const addr = `${controller.ip}:${grpcPort}`;
+const tokenDir = path.join(work, controller.name, "volumes", "auth");
+const rlctl = (args, timeout = 10) => {
+  try {
+    return { code: 0, out: run(`${opt.bin}/rlctl`, ["--addr", addr, "--token-file", path.join(tokenDir, "token"), "--timeout", String(timeout), ...args], { stdio: ["ignore", "pipe", "pipe"] }) };
+  } catch (e) {
+    return { code: e.status, out: (e.stdout || "") + (e.stderr || "") };
+  }
+};
+function fail(why) {
+  console.log(`FAIL: ${why}`);
+  for (const p of pods) console.log(`---- ${p.name}\n` + fs.readFileSync(path.join(work, `${p.name}.log`), "utf8").slice(-3000));
+  process.exit(1);
+}
+
+// Readiness, as the probes see it: every pod's gRPC port accepts connections
+// (the learner ranks only once their rendezvous is complete).
+const accepts = (host, port) => new Promise((resolve) => {
+  const sock = net.connect({ host, port, timeout: 1000 });
+  sock.on("connect", () => { sock.destroy(); resolve(true); });
+  sock.on("error", () => resolve(false));
+  sock.on("timeout", () => { sock.destroy(); resolve(false); });
+});
+
+(async () => {
+  for (const p of pods) {
+    const port = p.template.spec.containers[0].ports.find((x) => x.name === "grpc").containerPort;
+    let ready = false;
+    for (let i = 0; i < 900 && !ready; ++i) {
+      ready = await accepts(p.ip, port);
+      if (!ready) await sleep(200);
+    }
+    if (!ready) fail(`pod ${p.name} never listened on ${p.ip}:${port}`);
+  }
+  let up = false;
+  for (let i = 0; i < 300 && !up; ++i) {
+    up = rlctl(["status"], 2).code === 0;
+    if (!up) await sleep(200);
+  }
+  if (!up) fail(`the controller never answered at ${addr}`);
+  // One RL step of the configured run, shrunk.
+  const runConfig = path.join(work, "run.yaml");
+  fs.writeFileSync(runConfig, Object.values(configMaps.values().next().value)[0]);
+  const submit = rlctl(["run", "submit", "--config", runConfig, "run.name=netns", "sft.steps=2",
+    "sft.batch_size=4", "rl.steps=1", "rl.prompts_per_step=4", "rl.group_size=4", "eval.size=8",
+    "task.train_size=40", "task.heldout_size=8"], 30);
+  if (submit.code !== 0) fail(`rlctl run submit: ${submit.out}`);
+  let state = "";
+  for (let i = 0; i < 1500; ++i) {
+    const s = rlctl(["-o", "json", "status"], 5);
+    if (s.code === 0) {
+      state = JSON.parse(s.out).state || "";
+      if (/FINISHED|FAILED/.test(state)) break;
+    }
+    await sleep(200);
+  }
+  if (!/FINISHED/.test(state)) fail(`the run ended ${state || "never"}`);
+  const runDir = path.join(work, controller.name, "volumes", "runs", "runs", "netns");
+  const summary = JSON.parse(fs.readFileSync(path.join(runDir, "summary.json"), "utf8"));
+  if (summary.steps !== 1) fail(`summary.json: ${JSON.stringify(summary)}`);
+  const audit = execFileSync(`${opt.bin}/rlpost`, ["audit", runDir], { encoding: "utf8" });
+  if (!audit.includes("samples: 16, lost: 0, duplicated: 0")) fail(`audit: ${audit}`);
+  console.log(`run netns FINISHED over the manifests' addresses: ${audit.trim().split("\n")[0]}`);
+  process.exit(0);
+})();
