@@ -13,7 +13,7 @@ PACKAGES=(
   libopenblas0-pthread
   libpcre2-dev libutf8proc-dev
   libginac-dev
-  bubblewrap libseccomp-dev python3 openssl iproute2
+  bubblewrap libseccomp-dev python3 openssl iproute2 nftables
 )
 # RLPOST_DEPS=build (the container images' build stage): only what building
 # the binaries needs, without the test tools below.

@@ -4,7 +4,7 @@
 // namespace (configMap and secret files written out, emptyDirs fresh), and
 // its container started with exactly the manifest's command, args and
 // environment, as the manifest's user and with its root filesystem read-only
-// where the manifest says so. Then rlctl submits a one-step run to the controller and the
+// where the manifest says so; NetworkPolicies become nftables rules. Then rlctl submits a one-step run to the controller and the
 // test waits for it to finish and audits it.
 //   node netns_cluster.mjs --bin-dir DIR --source-dir DIR RENDERED.yaml
 // Needs root (ip netns, mounts); exits 77 (skipped) without it.
@@ -106,6 +106,42 @@ pods.forEach((p, i) => {
   fs.writeFileSync(`/etc/netns/${p.ns}/hosts`, ["127.0.0.1 localhost", `${p.ip} ${p.name}`,
     ...hosts.map(([ip, n]) => `${ip} ${n}`)].join("\n") + "\n");
 });
+
+// NetworkPolicies, as nftables rules in the selected pods' namespaces: with
+// Ingress, only the listed sources and ports (plus the node, where kubelet
+// probes come from); with Egress, only the listed destinations. Replies to
+// allowed connections pass.
+const podIps = (selector) => pods.filter((p) => matches((selector || {}).matchLabels,
+  p.template.metadata.labels || {})).map((p) => p.ip);
+function ruleLines(rules, dir) {
+  const out = [];
+  for (const r of rules || []) {
+    const peers = r[dir === "in" ? "from" : "to"];
+    const ips = peers === undefined ? null : peers.flatMap((x) => (x.podSelector ? podIps(x.podSelector) : []));
+    if (ips !== null && ips.length === 0) continue;
+    const addr = ips === null ? "" : `ip ${dir === "in" ? "saddr" : "daddr"} { ${ips.join(", ")} } `;
+    const ports = (r.ports || []).map((x) => x.port);
+    out.push(`${addr}${ports.length ? `tcp dport { ${ports.join(", ")} } ` : ""}accept`);
+  }
+  return out;
+}
+const policed = new Map();  // pod -> description
+for (const np of byKind("NetworkPolicy")) {
+  const types = np.spec.policyTypes || ["Ingress"];
+  for (const p of pods) {
+    if (!matches(np.spec.podSelector.matchLabels, p.template.metadata.labels || {})) continue;
+    const chains = [];
+    if (types.includes("Ingress")) {
+      chains.push(["input", "iif lo accept", "ip saddr 10.213.0.1 accept", ...ruleLines(np.spec.ingress, "in")]);
+    }
+    if (types.includes("Egress")) {
+      chains.push(["output", "oif lo accept", ...ruleLines(np.spec.egress, "out")]);
+    }
+    const rules = chains.map(([hook, ...lines]) => `  chain ${hook} {\n    type filter hook ${hook} priority 0; policy drop;\n    ct state established,related accept\n${lines.map((l) => `    ${l}\n`).join("")}  }\n`).join("");
+    run("ip", ["netns", "exec", p.ns, "nft", "-f", "-"], { input: `table inet rlpost_policy {\n${rules}}\n` });
+    policed.set(p, types.join("+"));
+  }
+}
 
 function mountPoint(dir) {
   const missing = [];
@@ -224,6 +260,30 @@ const accepts = (host, port) => new Promise((resolve) => {
   if (summary.steps !== 1) fail(`summary.json: ${JSON.stringify(summary)}`);
   const audit = execFileSync(`${opt.bin}/rlpost`, ["audit", runDir], { encoding: "utf8" });
   if (!audit.includes("samples: 16, lost: 0, duplicated: 0")) fail(`audit: ${audit}`);
+  // The policies hold: a policed pod reaches nothing it may not, and is
+  // reached by nothing that may not reach it (the run above used the allowed
+  // paths).
+  const connects = (from, ip, port) => {
+    try {
+      run("ip", ["netns", "exec", from.ns, "timeout", "2", "bash", "-c", `exec 3<>/dev/tcp/${ip}/${port}`], { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const [p, types] of policed) {
+    const other = pods.find((q) => q !== p && q !== controller && !policed.has(q));
+    if (types.includes("Egress") && connects(p, controller.ip, grpcPort)) {
+      fail(`${p.name} reached the controller despite its NetworkPolicy (no egress)`);
+    }
+    if (types.includes("Ingress") && other && connects(other, p.ip, grpcPort)) {
+      fail(`${other.name} reached ${p.name}:${grpcPort} despite its NetworkPolicy`);
+    }
+    if (types.includes("Ingress") && !connects(controller, p.ip, grpcPort)) {
+      fail(`the controller cannot reach ${p.name}:${grpcPort}`);
+    }
+    console.log(`NetworkPolicy holds for ${p.name} (${types})`);
+  }
   console.log(`run netns FINISHED over the manifests' addresses: ${audit.trim().split("\n")[0]}`);
   process.exit(0);
 })();
