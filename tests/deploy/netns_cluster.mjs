@@ -260,6 +260,27 @@ const accepts = (host, port) => new Promise((resolve) => {
   if (summary.steps !== 1) fail(`summary.json: ${JSON.stringify(summary)}`);
   const audit = execFileSync(`${opt.bin}/rlpost`, ["audit", runDir], { encoding: "utf8" });
   if (!audit.includes("samples: 16, lost: 0, duplicated: 0")) fail(`audit: ${audit}`);
+  // The code verifier works as deployed (its user, read-only root, /tmp
+  // volume, no egress): a passing and a failing Python program, judged in
+  // its sandbox, asked from the node.
+  for (const v of pods.filter((q) => q.template.spec.containers[0].command[0] === "rlpost-verifier")) {
+    const items = path.join(work, "code.jsonl");
+    const program = (answer) => JSON.stringify({ kind: "code", language: "python",
+      code: `print(int(input()) * ${answer})`, tests: [{ stdin: "21", expected_stdout: "42" }] });
+    fs.writeFileSync(items, [program(2), program(3)].map((line, i) =>
+      line.replace("{", `{"id": "c${i}", `)).join("\n") + "\n");
+    let out = "";
+    try {
+      out = run(`${opt.bin}/rlctl`, ["verify", "--addr", `${v.ip}:${grpcPort}`, "--input", items, "--timeout", "60"], { stdio: ["ignore", "pipe", "pipe"] });
+    } catch (e) {
+      fail(`rlctl verify against ${v.name}: ${(e.stdout || "") + (e.stderr || "")}`);
+    }
+    const verdicts = out.trim().split("\n").map((l) => JSON.parse(l).verdict);
+    if (verdicts[0] !== "accepted" || verdicts[1] !== "wrong_answer") {
+      fail(`${v.name} judged code ${JSON.stringify(verdicts)} (want accepted, wrong_answer): ${out}`);
+    }
+    console.log(`${v.name} judges code in its sandbox: ${verdicts.join(", ")}`);
+  }
   // The policies hold: a policed pod reaches nothing it may not, and is
   // reached by nothing that may not reach it (the run above used the allowed
   // paths).
