@@ -323,6 +323,7 @@ int RunRolloutBench(const std::vector<std::string>& args) {
                               static_cast<double>(c.tokens) / std::max<int64_t>(c.rows, 1),
                               100 * c.forward_seconds / std::max(c.seconds, 1e-9)) +
               ByDraftLength(c));
+          if (m.adaptive) log(engines[m.name]->DescribeSpeculation());
         }
       }
       rows.push_back(row);

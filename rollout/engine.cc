@@ -371,6 +371,8 @@ EngineStats RolloutEngine::Stats() const {
 
 const ModelConfig& RolloutEngine::config() const { return impl_->model->config(); }
 
+std::string RolloutEngine::DescribeSpeculation() const { return impl_->tuner.Describe(); }
+
 std::string RolloutEngine::Describe() const { return impl_->model->config().Describe(); }
 
 int64_t RolloutEngine::weight_version() const {

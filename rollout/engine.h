@@ -167,6 +167,10 @@ class RolloutEngine {
 
   std::vector<RawTensor> ExportWeights() const;
   EngineStats Stats() const;
+  // The adaptive tuner's state (rlpost-bench rollout's verbose log). Only
+  // while no step runs: an engine without its background thread, between
+  // RunUntilIdle calls.
+  std::string DescribeSpeculation() const;
   const ModelConfig& config() const;
   std::string Describe() const;
   int64_t weight_version() const;

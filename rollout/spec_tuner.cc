@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 namespace rlpost {
@@ -43,6 +44,7 @@ SpecTuner::Bucket& SpecTuner::Get(int64_t batch, int k_max) {
   Bucket& b = it->second;
   if (static_cast<int>(b.cost.size()) < k_max + 1) b.cost.resize(static_cast<size_t>(k_max) + 1);
   if (b.by_k.size() < b.cost.size()) b.by_k.resize(b.cost.size());
+  if (b.played.size() < b.cost.size()) b.played.resize(b.cost.size(), 0);
   return b;
 }
 
@@ -121,6 +123,7 @@ void SpecTuner::Record(int64_t batch, int k, double seconds, int64_t rows_drafte
   if (seconds <= 0 || batch <= 0) return;
   Bucket& b = Get(batch, k);
   Cost& c = b.cost[k];
+  b.played[static_cast<size_t>(k)] += 1;
   c.recent[static_cast<size_t>(c.next)] = seconds / static_cast<double>(batch);
   c.next = (c.next + 1) % kCostWindow;
   ++c.samples;
@@ -134,6 +137,27 @@ void SpecTuner::Record(int64_t batch, int k, double seconds, int64_t rows_drafte
     a.accepted = kAcceptDecay * a.accepted + static_cast<double>(accepted);
     a.rejections = kAcceptDecay * a.rejections + static_cast<double>(rejections);
   }
+}
+
+std::string SpecTuner::Describe() const {
+  std::string out;
+  for (const auto& [bucket, b] : buckets_) {
+    const int64_t lo = int64_t{1} << bucket;
+    out += "  batch " + std::to_string(lo) + "-" + std::to_string(2 * lo - 1) + ":";
+    for (size_t k = 0; k < b.cost.size(); ++k) {
+      char cell[96];
+      const Acceptance& a = b.by_k[k];
+      std::snprintf(cell, sizeof(cell), " k%zu %.0f/s x%lld", k, Predict(b, static_cast<int>(k)),
+                    static_cast<long long>(b.played[k]));
+      out += cell;
+      if (k > 0 && a.accepted + a.rejections > 0) {
+        std::snprintf(cell, sizeof(cell), " (a%.2f)", a.accepted / (a.accepted + a.rejections));
+        out += cell;
+      }
+    }
+    out += "\n";
+  }
+  return out;
 }
 
 double SpecTuner::Rate(int64_t batch, int k) const {

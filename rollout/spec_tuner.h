@@ -33,6 +33,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 namespace rlpost {
@@ -53,6 +54,9 @@ class SpecTuner {
   // Predicted tokens per row-second of draft length k, -1 before its cost is
   // measured (tests, logs).
   double Rate(int64_t batch, int k) const;
+  // Per batch-size octave: each k's predicted rate, acceptance and how often
+  // it was played (benchmark logs).
+  std::string Describe() const;
 
   static constexpr int kWarmupSamples = 3;
   static constexpr int kRefreshNear = 48;
@@ -79,6 +83,7 @@ class SpecTuner {
     std::vector<Cost> cost;
     double accepted = 0, rejections = 0, rows_drafted = 0, rows = 0;
     std::vector<Acceptance> by_k;
+    std::vector<int64_t> played;  // steps recorded per k
   };
   static int BucketOf(int64_t batch);
   Bucket& Get(int64_t batch, int k_max);

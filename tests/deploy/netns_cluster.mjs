@@ -154,7 +154,13 @@ for (const p of pods) {
   const spec = p.template.spec;
   const c = spec.containers[0];
   const root = path.join(work, p.name);
-  const binds = [];
+  // The image's layout: the binaries at /opt/rlpost/bin, the plugins at
+  // /opt/rlpost/lib/rlpost (bound first: a volume at /tmp may hide where
+  // they were built).
+  mountPoint("/opt/rlpost/bin");
+  mountPoint("/opt/rlpost/lib/rlpost");
+  const binds = [`mount --bind ${opt.bin} /opt/rlpost/bin`,
+                 `mount --bind ${path.join(opt.bin, "..", "lib")} /opt/rlpost/lib/rlpost`];
   for (const m of c.volumeMounts || []) {
     const v = spec.volumes.find((x) => x.name === m.name);
     const dir = path.join(root, "volumes", m.name);
@@ -180,7 +186,7 @@ for (const p of pods) {
   if (csc.readOnlyRootFilesystem) binds.push("mount -o remount,bind,ro /");
   const uid = csc.runAsUser ?? psc.runAsUser, gid = csc.runAsGroup ?? psc.runAsGroup;
   const user = uid !== undefined ? `setpriv --reuid=${uid} --regid=${gid ?? uid} --clear-groups ` : "";
-  const env = { PATH: `${opt.bin}:/usr/bin:/bin`, HOSTNAME: p.name, ...p.env };
+  const env = { PATH: "/opt/rlpost/bin:/usr/bin:/bin", HOSTNAME: p.name, ...p.env };
   for (const e of c.env || []) env[e.name] = e.value;
   const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   const quote = (s) => `'${String(s).replace(/'/g, "'\\''")}'`;
@@ -227,6 +233,7 @@ const accepts = (host, port) => new Promise((resolve) => {
     const port = p.template.spec.containers[0].ports.find((x) => x.name === "grpc").containerPort;
     let ready = false;
     for (let i = 0; i < 900 && !ready; ++i) {
+      if (p.child.exitCode !== null || p.child.signalCode !== null) fail(`pod ${p.name} exited`);
       ready = await accepts(p.ip, port);
       if (!ready) await sleep(200);
     }
