@@ -63,7 +63,7 @@ class SpecTuner {
   static constexpr int kRefreshFar = 500;
   static constexpr int kCostWindow = 7;  // recent measurements of a k's cost
   static constexpr double kAcceptDecay = 0.98;  // per drafting step
-  static constexpr double kAcceptPrior = 8.0;   // tokens of the all-k estimate
+  static constexpr double kAcceptPrior = 64.0;  // tokens of the all-k estimate
   static constexpr double kDraftMargin = 0.03;
 
  private:
