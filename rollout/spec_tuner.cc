@@ -53,8 +53,14 @@ double SpecTuner::Predict(const Bucket& b, int k) {
   if (c.samples == 0) return -1;
   const int n = std::min(c.samples, kCostWindow);
   std::array<double, kCostWindow> window = c.recent;
-  std::nth_element(window.begin(), window.begin() + n / 2, window.begin() + n);
-  const double per_row = window[static_cast<size_t>(n / 2)];
+  // Plain decoding, re-measured once every kRefreshNear steps, has a window
+  // that spans hundreds of steps, the best k's only the last few: a burst of
+  // load from a neighbour inflates plain decoding's median far longer than
+  // the best k's. Its minimum is immune (load only adds time), and errs
+  // towards plain decoding, the safe side.
+  const int at = k == 0 ? 0 : n / 2;
+  std::nth_element(window.begin(), window.begin() + at, window.begin() + n);
+  const double per_row = window[static_cast<size_t>(at)];
   if (per_row <= 0) return -1;
   if (k == 0) return 1.0 / per_row;
   const double pooled = (b.accepted + kPriorAccepted) /
