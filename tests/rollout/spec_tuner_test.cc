@@ -123,5 +123,23 @@ TEST(SpecTunerTest, ALargerBatchDoesNotInheritASmallerBatchsCosts) {
   EXPECT_LT(drafted, 30);
 }
 
+// Load from a neighbour only adds time. Plain decoding's sparse samples take
+// their minimum (a burst must not make it look slow for hundreds of steps);
+// a draft length's dense samples their median (one slow step is ignored).
+TEST(SpecTunerTest, PlainDecodingTakesItsFastestRecentStepDraftingItsMedian) {
+  SpecTuner tuner;
+  // Batch 8: 8 ms per row while loaded, 1 ms once.
+  for (int i = 0; i < 6; ++i) tuner.Record(8, 0, 8 * 0.008, 0, 0, 0);
+  tuner.Record(8, 0, 8 * 0.001, 0, 0, 0);
+  EXPECT_NEAR(tuner.Rate(8, 0), 1000.0, 1e-6);
+  // k = 1: six steps at 2 ms per row, one at 20 ms; acceptance 1/2 (one
+  // accepted, one rejection per row) with the prior.
+  for (int i = 0; i < 6; ++i) tuner.Record(8, 1, 8 * 0.002, 8, 8, 8);
+  tuner.Record(8, 1, 8 * 0.020, 8, 8, 8);
+  const double rate1 = tuner.Rate(8, 1);
+  EXPECT_GT(rate1, 0.9 * 1.5 / 0.002 * 0.9);  // about 1.5 tokens per 2 ms, not per 20
+  EXPECT_LT(rate1, 1.1 * 1.7 / 0.002);
+}
+
 }  // namespace
 }  // namespace rlpost
