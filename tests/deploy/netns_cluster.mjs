@@ -29,11 +29,21 @@ function skip(why) {
 }
 if (process.getuid() !== 0) skip("needs root (network namespaces, mounts)");
 const run = (cmd, args, o = {}) => execFileSync(cmd, args, { encoding: "utf8", ...o });
+// What the emulation needs from the kernel and the tools: a network
+// namespace with a veth pair and nftables in it, and mount/UTS namespaces.
+// A machine (or container) that cannot give them skips, saying which failed.
 try {
-  run("ip", ["netns", "list"]);
-  run("unshare", ["--mount", "true"]);
+  run("ip", ["netns", "add", "rlpost-probe"], { stdio: "pipe" });
+  try {
+    run("ip", ["link", "add", "rlpprobe0", "type", "veth", "peer", "name", "rlpprobe1"], { stdio: "pipe" });
+    run("ip", ["link", "delete", "rlpprobe0"], { stdio: "pipe" });
+    run("ip", ["netns", "exec", "rlpost-probe", "nft", "add", "table", "inet", "rlpost_probe"], { stdio: "pipe" });
+  } finally {
+    run("ip", ["netns", "delete", "rlpost-probe"], { stdio: "pipe" });
+  }
+  run("unshare", ["--mount", "--uts", "true"], { stdio: "pipe" });
 } catch (e) {
-  skip(`ip netns / unshare unavailable: ${e.message.split("\n")[0]}`);
+  skip(`this machine cannot emulate pods: ${String(e.stderr || e.message).trim().split("\n")[0]}`);
 }
 
 const objects = parseAllDocuments(fs.readFileSync(opt.file, "utf8")).map((d) => d.toJS()).filter(Boolean);

@@ -165,7 +165,7 @@ RewardPluginRunner::Options TrapOptions(const std::string& work_dir, int64_t dea
 
 TEST(RewardPluginRunnerTest, ContainsCrashHangNanWrongCountAndErrors) {
   const std::string dir = MakeTempDir("reward_runner");
-  auto runner = RewardPluginRunner::Start(TrapOptions(dir, 1500));
+  auto runner = RewardPluginRunner::Start(TrapOptions(dir, 3000));
   ASSERT_TRUE(runner.ok()) << runner.status();
   RewardPluginRunner& r = **runner;
   EXPECT_EQ(r.info().plugin_name(), "trap");
@@ -203,7 +203,7 @@ TEST(RewardPluginRunnerTest, ContainsCrashHangNanWrongCountAndErrors) {
 
   // A hang past the deadline fails the batch and restarts the host.
   auto hang = r.Score({Wire("HANG", 0, 0)});
-  EXPECT_THAT(hang.failures[0], HasSubstr("deadline of 1500 ms exceeded"));
+  EXPECT_THAT(hang.failures[0], HasSubstr("deadline of 3000 ms exceeded"));
   EXPECT_THAT(hang.failures[0], HasSubstr("reward.plugins.trap.deadline_ms"));
   auto after_hang = r.Score({Wire("fine", 3, 0)});
   EXPECT_THAT(after_hang.failures, ::testing::ElementsAre(""));
