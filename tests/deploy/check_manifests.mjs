@@ -52,13 +52,14 @@ const RECOMMENDED = [
 const WORKLOADS = new Set(["Deployment", "StatefulSet", "Job", "DaemonSet"]);
 const helpCache = new Map();
 
-function help(binary) {
+// The binary's --help text; "" (reported) when --help does not succeed.
+function help(binary, where) {
   if (!helpCache.has(binary)) {
     let text = "";
     try {
-      text = execFileSync(`${binDir}/${binary}`, ["--help"], { encoding: "utf8" });
+      text = execFileSync(`${binDir}/${binary}`, ["--help"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
     } catch (e) {
-      text = (e.stdout || "") + (e.stderr || "");
+      report(where, `${binary} --help failed (exit ${e.status}): ${String(e.stderr || e.message).split("\n")[0]}`);
     }
     helpCache.set(binary, text);
   }
@@ -93,7 +94,8 @@ function checkContainer(where, c, volumes) {
     report(where, "command[0] is not an rlpost binary");
     return;
   }
-  const text = help(binary);
+  const text = help(binary, where);
+  if (!text) return;
   if (!text.includes("usage:")) {
     report(where, `${binary} --help printed no usage`);
     return;
