@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -70,19 +71,16 @@ RewardPluginRunner::~RewardPluginRunner() {
   if (host_ != nullptr && host_->running()) host_->Stop(std::chrono::milliseconds(2000));
 }
 
-std::string RewardPluginRunner::LogTail() const {
+std::string RewardPluginRunner::StartError() const {
+  constexpr std::string_view kPrefix = "rlpost-reward-host: ";
   std::ifstream in(log_path_);
-  std::string line, last;
-  std::vector<std::string> lines;
+  std::string line, host_error, last;
   while (std::getline(in, line)) {
-    if (!line.empty()) lines.push_back(line);
+    if (line.empty()) continue;
+    last = line;
+    if (line.compare(0, kPrefix.size(), kPrefix) == 0) host_error = line.substr(kPrefix.size());
   }
-  // The host's own error lines are what explain a failed start.
-  for (const std::string& l : lines) {
-    if (l.rfind("rlpost-reward-host: ", 0) == 0) last = l.substr(20);
-  }
-  if (last.empty() && !lines.empty()) last = lines.back();
-  return last;
+  return host_error.empty() ? last : host_error;
 }
 
 absl::Status RewardPluginRunner::Launch() {
@@ -100,7 +98,7 @@ absl::Status RewardPluginRunner::Launch() {
   absl::StatusOr<int> port =
       WaitForPortFile(port_path_, host_.get(), "rlpost-reward-host", options_.start_timeout);
   if (!port.ok()) {
-    const std::string why = LogTail();
+    const std::string why = StartError();
     Kill();
     return why.empty() ? port.status()
                        : absl::FailedPreconditionError(absl::StrCat(why, " (log: ", log_path_, ")"));

@@ -56,8 +56,9 @@ class RewardPluginRunner {
   explicit RewardPluginRunner(Options options) : options_(std::move(options)) {}
   absl::Status Launch();
   void Kill();
-  // The last lines of the host's log (its error when it failed to start).
-  std::string LogTail() const;
+  // Why the host failed to start: its last own error line in its log, else
+  // the log's last line.
+  std::string StartError() const;
 
   Options options_;
   std::string log_path_, config_path_, port_path_;

@@ -7,10 +7,8 @@
 set -euo pipefail
 src=$1
 here="$src/tests/deploy"
-if [ ! -d "$here/node_modules/dockerfile-utils" ]; then
-  echo "SKIP: $here/node_modules is missing (make deps installs it from npm)"
-  exit 77
-fi
+source "$here/common.sh"
+need_npm_package dockerfile-utils
 node "$here/check_dockerfiles.mjs" "$src"/deploy/docker/Dockerfile*
 set +e
 out=$(node "$here/check_dockerfiles.mjs" "$here/bad.Dockerfile")

@@ -9,18 +9,8 @@ set -euo pipefail
 src=$1
 bin=$2
 here="$src/tests/deploy"
-if [ ! -d "$here/node_modules/kubernetes-models" ]; then
-  echo "SKIP: $here/node_modules is missing (make deps installs it from npm)"
-  exit 77
-fi
-if command -v kustomize > /dev/null; then
-  render() { kustomize build "$1"; }
-elif command -v kubectl > /dev/null; then
-  render() { kubectl kustomize "$1"; }
-else
-  echo "FAIL: neither kustomize nor kubectl is installed (make deps installs kubernetes-client)"
-  exit 1
-fi
+source "$here/common.sh"
+need_npm_package kubernetes-models
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for overlay in "$src"/deploy/k8s/overlays/*/; do

@@ -9,19 +9,13 @@ src=$1
 bin=$2
 here="$src/tests/deploy"
 if [ "$(id -u)" != 0 ]; then echo "SKIP: needs root (ip netns)"; exit 77; fi
-if [ ! -d "$here/node_modules/yaml" ]; then
-  echo "SKIP: $here/node_modules is missing (make deps installs it from npm)"
-  exit 77
-fi
-if command -v kustomize > /dev/null; then
-  render() { kustomize build "$1"; }
-else
-  render() { kubectl kustomize "$1"; }
-fi
+source "$here/common.sh"
+need_npm_package yaml
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for overlay in local-cpu gpu-cluster; do
-  render "$src/deploy/k8s/overlays/$overlay" > "$work/$overlay.yaml" 2> /dev/null
+  render "$src/deploy/k8s/overlays/$overlay" > "$work/$overlay.yaml" 2> "$work/$overlay.err" ||
+    { echo "FAIL: kustomize could not render $overlay:"; cat "$work/$overlay.err"; exit 1; }
   echo "== $overlay"
   code=0
   node "$here/netns_cluster.mjs" --bin-dir "$bin" --source-dir "$src" "$work/$overlay.yaml" || code=$?
