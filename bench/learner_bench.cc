@@ -1,5 +1,6 @@
 #include "bench/learner_bench.h"
 
+#include <torch/cuda.h>
 #include <torch/optim/adamw.h>
 #include <torch/types.h>
 
@@ -16,6 +17,7 @@
 #include "learner/packed_batch.h"
 #include "learner/packing.h"
 #include "learner/trainer.h"
+#include "model/device.h"
 #include "model/moe_transformer.h"
 
 namespace rlpost::bench {
@@ -62,7 +64,17 @@ std::vector<TrainExample> VariableLengthBatch(int64_t sequences, int64_t vocab,
 
 int RunLearnerBench(const std::vector<std::string>& args) {
   bool json_out = false, quick = false;
-  if (!ParseJsonQuickFlags(args, "learner", &json_out, &quick)) return 2;
+  std::string device_name;
+  if (!ParseJsonQuickFlags(args, "learner", &json_out, &quick, &device_name)) return 2;
+  absl::StatusOr<c10::Device> device = OpenDevice("--device", device_name);
+  if (!device.ok()) {
+    std::fprintf(stderr, "rlpost-bench learner: %s\n", std::string(device.status().message()).c_str());
+    return 2;
+  }
+  // Kernels are asynchronous on a GPU: a timed region ends when they have run.
+  auto sync = [&] {
+    if (device->is_cuda()) torch::cuda::synchronize();
+  };
   at::set_num_threads(1);
   const int rounds = quick ? 3 : 7;
   const int64_t sequences = quick ? 32 : 64;
@@ -77,6 +89,7 @@ int RunLearnerBench(const std::vector<std::string>& args) {
   run.model.expert_hidden = 512;
   run.model.max_seq_len = 1024;
   run.rl_lr = 1e-5;
+  run.learner_device = device->str();
   const std::vector<TrainExample> batch = VariableLengthBatch(sequences, vocab, 900, 7);
 
   StepOptions step;
@@ -96,6 +109,7 @@ int RunLearnerBench(const std::vector<std::string>& args) {
     std::fprintf(stderr, "rlpost-bench learner: %s\n", s.ToString().c_str());
     return 1;
   }
+  bare->to(*device);
   bare->train();
   torch::optim::AdamW optimizer(bare->parameters(),
                                 torch::optim::AdamWOptions(run.rl_lr).betas({0.9, 0.99}));
@@ -113,6 +127,7 @@ int RunLearnerBench(const std::vector<std::string>& args) {
     std::vector<const TrainExample*> examples;
     for (int64_t i : micro) examples.push_back(&batch[static_cast<size_t>(i)]);
     rows.push_back(PackExamples(examples, config));
+    MoveToDevice(&rows.back(), *device);
   }
   auto bare_step = [&] {
     optimizer.zero_grad();
@@ -128,6 +143,7 @@ int RunLearnerBench(const std::vector<std::string>& args) {
       loss.backward();
     }
     optimizer.step();
+    sync();
   };
 
   std::vector<double> step_s, bare_s;
@@ -135,6 +151,7 @@ int RunLearnerBench(const std::vector<std::string>& args) {
   for (int r = -1; r < rounds; ++r) {  // round -1 warms up
     Clock::time_point t0 = Clock::now();
     auto stats = (*trainer)->Step(batch, step);
+    sync();
     Clock::time_point t1 = Clock::now();
     if (!stats.ok()) {
       std::fprintf(stderr, "rlpost-bench learner: %s\n", stats.status().ToString().c_str());
@@ -167,7 +184,7 @@ int RunLearnerBench(const std::vector<std::string>& args) {
 
   nlohmann::json report;
   report["benchmark"] = "learner";
-  report["device"] = "cpu";
+  report["device"] = device->str();
   report["threads"] = at::get_num_threads();
   report["model"] = config.Describe();
   report["sequences"] = sequences;

@@ -17,6 +17,7 @@
 #include "controller/arith_task.h"
 #include "learner/trainer.h"
 #include "model/char_tokenizer.h"
+#include "model/device.h"
 #include "rollout/engine.h"
 
 namespace rlpost::bench {
@@ -136,8 +137,10 @@ void RunSlice(RolloutEngine* e, const std::vector<std::vector<int>>& prompts, si
   }
 }
 
-std::unique_ptr<RolloutEngine> MakeEngine(const Policy& p, const Mode& m, int64_t batch) {
+std::unique_ptr<RolloutEngine> MakeEngine(const Policy& p, const Mode& m, int64_t batch,
+                                          const std::string& device) {
   EngineOptions o;
+  o.device = device;
   o.background_thread = false;
   o.max_batch = batch;
   o.speculation.drafter = m.drafter;
@@ -182,7 +185,12 @@ std::string ByDraftLength(const Cell& c) {
 
 int RunRolloutBench(const std::vector<std::string>& args) {
   bool json_out = false, quick = false;
-  if (!ParseJsonQuickFlags(args, "rollout", &json_out, &quick)) return 2;
+  std::string device;
+  if (!ParseJsonQuickFlags(args, "rollout", &json_out, &quick, &device)) return 2;
+  if (absl::StatusOr<c10::Device> d = OpenDevice("--device", device); !d.ok()) {
+    std::fprintf(stderr, "rlpost-bench rollout: %s\n", std::string(d.status().message()).c_str());
+    return 2;
+  }
   auto log = [&](const std::string& line) {
     if (!json_out) {
       std::printf("%s\n", line.c_str());
@@ -235,7 +243,7 @@ int RunRolloutBench(const std::vector<std::string>& args) {
 
   nlohmann::json report;
   report["benchmark"] = "rollout";
-  report["device"] = "cpu";
+  report["device"] = device;
   report["threads"] = at::get_num_threads();
   report["temperature"] = 1.0;
   report["group_size"] = kGroupSize;
@@ -256,7 +264,7 @@ int RunRolloutBench(const std::vector<std::string>& args) {
       std::map<std::string, std::unique_ptr<RolloutEngine>> engines;
       std::map<std::string, Cell> cells;
       for (const Mode& m : modes) {
-        engines[m.name] = MakeEngine(p, m, batch);
+        engines[m.name] = MakeEngine(p, m, batch, device);
         if (!engines[m.name]) return 1;
         // Warm-up on other prompts: allocations, and the adaptive mode's
         // one-time measurement of every draft length in each batch-size

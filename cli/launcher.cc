@@ -324,7 +324,9 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
     s = StartChild(absl::StrCat("learner[", rank, "]"), "rlpost-learner",
                    {"--rank", absl::StrCat(rank), "--world-size",
                     absl::StrCat(config->learner_world_size), "--master-addr", "127.0.0.1",
-                    "--master-port", absl::StrCat(*master_port)},
+                    "--master-port", absl::StrCat(*master_port),
+                    // All ranks share this host: learner.device=cuda puts rank r on GPU r.
+                    "--local-rank", absl::StrCat(rank)},
                    /*serves=*/rank == 0, true, config->learner_cpus);
   }
   for (int64_t i = 0; s.ok() && i < config->rollout_workers; ++i) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 
 namespace rlpost {
@@ -155,11 +156,17 @@ std::vector<ConfigKey> Keys() {
       {"rollout.max_draft_tokens", T::kInt, "4", "largest draft length per step (0..16)"},
       {"rollout.adaptive", T::kBool, "true",
        "pick the draft length per step from measured acceptance and cost"},
+      {"rollout.device", T::kString, "cpu",
+       "where a rollout worker runs the policy: cpu, cuda (CUDA device 0) or cuda:N"},
       {"rollout.max_batch", T::kInt, "64", "samples decoded together per worker"},
       {"rollout.kv_block_size", T::kInt, "16", "tokens per paged KV block"},
       {"rollout.kv_blocks", T::kInt, "0",
        "KV blocks per worker (0 = max_batch full-context samples)"},
-      {"learner.world_size", T::kInt, "1", "learner ranks (torch c10d, Gloo)"},
+      {"learner.world_size", T::kInt, "1", "learner ranks (torch c10d)"},
+      {"learner.device", T::kString, "cpu",
+       "where each learner rank trains: cpu, cuda (CUDA device $LOCAL_RANK, default 0) or cuda:N"},
+      {"learner.backend", T::kString, "auto",
+       "gradient all-reduce: auto (nccl on cuda, gloo on cpu), gloo or nccl"},
       {"learner.threads", T::kInt, "1", "intra-op threads per learner rank"},
       {"learner.cpus", T::kString, "",
        "launcher: CPUs the learner ranks are pinned to, e.g. 1 (empty = any)"},
@@ -199,6 +206,21 @@ absl::Status Positive(const Config& c, const std::string& key) {
 }
 
 }  // namespace
+
+std::string DeviceSettingName(const std::string& key) {
+  return key.rfind("--", 0) == 0 ? key : absl::StrCat("config key '", key, "'");
+}
+
+absl::Status CheckDeviceSpec(const std::string& key, const std::string& value) {
+  if (value == "cpu" || value == "cuda") return absl::OkStatus();
+  const std::string index = absl::StartsWith(value, "cuda:") ? value.substr(5) : "";
+  if (!index.empty() && index.size() <= 4 &&
+      index.find_first_not_of("0123456789") == std::string::npos) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      DeviceSettingName(key), " must be cpu, cuda or cuda:N (N a device index), got '", value, "'"));
+}
 
 const ConfigSchema& RunConfigSchema() {
   static const ConfigSchema* schema = new ConfigSchema(Keys());
@@ -531,6 +553,23 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
     return absl::InvalidArgumentError(
         "config key 'rollout.drafter' is mtp but the policy has no MTP block: set "
         "model.mtp_layers=1");
+  }
+  r.rollout_device = c.GetString("rollout.device");
+  r.learner_device = c.GetString("learner.device");
+  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"rollout.device", &r.rollout_device},
+                                   {"learner.device", &r.learner_device}}) {
+    absl::Status s = CheckDeviceSpec(key, *value);
+    if (!s.ok()) return s;
+  }
+  r.learner_backend = c.GetString("learner.backend");
+  if (r.learner_backend != "auto" && r.learner_backend != "gloo" && r.learner_backend != "nccl") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'learner.backend' must be auto, gloo or nccl, got '", r.learner_backend, "'"));
+  }
+  if (r.learner_backend == "nccl" && r.learner_device == "cpu") {
+    return absl::InvalidArgumentError(
+        "config key 'learner.backend' is nccl but learner.device is cpu: NCCL reduces CUDA "
+        "tensors only; set learner.device=cuda or learner.backend=gloo");
   }
   r.rollout_max_draft_tokens = c.GetInt("rollout.max_draft_tokens");
   if (r.rollout_max_draft_tokens < 0 || r.rollout_max_draft_tokens > 16) {

@@ -141,12 +141,15 @@ struct RunConfig {
   std::vector<int> rollout_cpus;  // pinned by the launcher; empty: any CPU
   std::string rollout_drafter = "none";
   int64_t rollout_max_draft_tokens = 4;
+  std::string rollout_device = "cpu";  // "cpu", "cuda" or "cuda:N"
   bool rollout_adaptive = true;
   int64_t rollout_max_batch = 64;
   int64_t rollout_kv_block_size = 16;
   int64_t rollout_kv_blocks = 0;
   int64_t learner_world_size = 1;
   int64_t learner_threads = 1;
+  std::string learner_device = "cpu";    // "cpu", "cuda" (device $LOCAL_RANK) or "cuda:N"
+  std::string learner_backend = "auto";  // "auto", "gloo" or "nccl"
   std::vector<int> learner_cpus;  // pinned by the launcher; empty: any CPU
   std::vector<int> verifier_cpus;    // pinned by the launcher; empty: any CPU
   std::vector<int> controller_cpus;  // pinned by the launcher; empty: any CPU
@@ -165,6 +168,14 @@ struct RunConfig {
 // Reads a RunConfig from a loaded Config (schema RunConfigSchema()) and checks
 // value ranges; errors name the key.
 absl::StatusOr<RunConfig> ParseRunConfig(const Config& config);
+
+// OK when `value` names a device the way rollout.device and learner.device
+// do: "cpu", "cuda" or "cuda:N". Whether the build and the machine have it is
+// checked where the device is opened (model/device.h).
+// `key` is a config key ("rollout.device") or a flag ("--device").
+absl::Status CheckDeviceSpec(const std::string& key, const std::string& value);
+// How messages name `key`: "config key 'rollout.device'" or "--device".
+std::string DeviceSettingName(const std::string& key);
 
 // Load + parse in one call; `path` may be empty (defaults).
 absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,

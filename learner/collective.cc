@@ -1,8 +1,13 @@
 #include "learner/collective.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef RLPOST_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -62,6 +67,9 @@ std::shared_ptr<gloo::transport::Device> GlooDevice(const std::string& master_ad
 struct ProcessGroupHandle::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+#ifdef RLPOST_WITH_CUDA
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;  // null without GroupOptions::nccl_device
+#endif
   int rank = 0;
   int world = 1;
 };
@@ -76,6 +84,13 @@ absl::StatusOr<std::unique_ptr<ProcessGroupHandle>> ProcessGroupHandle::Connect(
                                                    " is outside world size ",
                                                    options.world_size));
   }
+#ifndef RLPOST_WITH_CUDA
+  if (options.nccl_device >= 0) {
+    return absl::FailedPreconditionError(
+        "learner.backend nccl needs the CUDA build (RLPOST_WITH_CUDA=ON); this binary has Gloo only: "
+        "set learner.backend=gloo and learner.device=cpu");
+  }
+#endif
   auto impl = std::make_unique<Impl>();
   impl->rank = options.rank;
   impl->world = options.world_size;
@@ -90,8 +105,20 @@ absl::StatusOr<std::unique_ptr<ProcessGroupHandle>> ProcessGroupHandle::Connect(
     auto pg_opts = c10d::ProcessGroupGloo::Options::create();
     pg_opts->timeout = std::chrono::milliseconds(int64_t{options.timeout_seconds} * 1000);
     pg_opts->devices.push_back(GlooDevice(options.master_addr, options.master_port));
-    impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, options.rank,
-                                                           options.world_size, pg_opts);
+    // Each group keeps its rendezvous keys under its own prefix.
+    impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("gloo", impl->store), options.rank,
+        options.world_size, pg_opts);
+#ifdef RLPOST_WITH_CUDA
+    if (options.nccl_device >= 0) {
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(options.nccl_device));
+      auto nccl_opts = c10d::ProcessGroupNCCL::Options::create();
+      nccl_opts->timeout = pg_opts->timeout;
+      impl->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+          c10::make_intrusive<c10d::PrefixStore>("nccl", impl->store), options.rank,
+          options.world_size, nccl_opts);
+    }
+#endif
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat(
         "learner rank ", options.rank, " of ", options.world_size,
@@ -118,9 +145,11 @@ absl::Status ProcessGroupHandle::AllReduceSum(std::vector<at::Tensor>& tensors) 
       c10::intrusive_ptr<c10d::Work> work;
     };
     std::vector<Bucket> buckets;
-    std::map<at::ScalarType, size_t> open;  // dtype -> bucket being filled
+    // (dtype, device) -> bucket being filled
+    std::map<std::pair<at::ScalarType, std::string>, size_t> open;
     for (size_t i = 0; i < tensors.size(); ++i) {
-      const at::ScalarType type = tensors[i].scalar_type();
+      const std::pair<at::ScalarType, std::string> type = {tensors[i].scalar_type(),
+                                                           tensors[i].device().str()};
       const int64_t bytes = tensors[i].numel() * static_cast<int64_t>(tensors[i].element_size());
       auto it = open.find(type);
       if (it == open.end() || buckets[it->second].bytes + bytes > kAllReduceBucketBytes) {
@@ -136,6 +165,12 @@ absl::Status ProcessGroupHandle::AllReduceSum(std::vector<at::Tensor>& tensors) 
       // A lone contiguous tensor is reduced in place (its flat view shares
       // its storage); several are concatenated into one buffer.
       b.flat.push_back(parts.size() == 1 ? parts[0] : at::cat(parts));
+#ifdef RLPOST_WITH_CUDA
+      if (impl_->nccl && b.flat[0].is_cuda()) {
+        b.work = impl_->nccl->allreduce(b.flat);
+        continue;
+      }
+#endif
       b.work = impl_->pg->allreduce(b.flat);
     }
     for (Bucket& b : buckets) {

@@ -23,6 +23,11 @@ Critic::Critic(const MoeTransformer& policy, double weight_decay)
   norm_ = RmsNorm(config.d_model, config.rms_eps);
   score_ = torch::nn::Linear(torch::nn::LinearOptions(config.d_model, 1).bias(false));
   score_->weight.zero_();
+  // Beside the policy: its device (learner.device).
+  const c10::Device device = policy->parameters().front().device();
+  trunk_->to(device);
+  norm_->to(device);
+  score_->to(device);
   trunk_->train();
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       parameters(), torch::optim::AdamWOptions(1e-3).betas({0.9, 0.99}).weight_decay(weight_decay));
@@ -32,7 +37,7 @@ at::Tensor Critic::Values(const PackedRow& row, bool checkpoint_activations) {
   ForwardOptions fo;
   fo.checkpoint_activations = checkpoint_activations;
   fo.segments = &row.segments;
-  const at::Tensor none = at::zeros({0}, at::kLong);
+  const at::Tensor none = at::zeros({0}, row.tokens.options());
   fo.logit_rows = &none;  // the language-model head is not needed
   fo.router_losses = false;
   ForwardOutput out = trunk_->Forward(row.tokens, row.positions, row.key_mask, fo);

@@ -19,6 +19,7 @@
 #include "learner/learner_service.h"
 #include "learner/trainer.h"
 #include "model/char_tokenizer.h"
+#include "model/device.h"
 
 namespace {
 
@@ -41,7 +42,8 @@ int main(int argc, char** argv) {
   std::string rank_s = EnvChain({"RANK", "PET_NODE_RANK", "JOB_COMPLETION_INDEX"}, "0"),
               world_s = EnvChain({"WORLD_SIZE", "PET_NNODES"}, ""),
               master_addr = EnvChain({"MASTER_ADDR", "PET_MASTER_ADDR"}, "127.0.0.1"),
-              master_port_s = EnvChain({"MASTER_PORT", "PET_MASTER_PORT"}, "29500");
+              master_port_s = EnvChain({"MASTER_PORT", "PET_MASTER_PORT"}, "29500"),
+              local_rank_s = EnvChain({"LOCAL_RANK"}, "0");
   std::vector<FlagSpec> flags = {
       {"listen", &listen,
        "HOST:PORT to serve on (rank 0: the learner API; other ranks: gRPC health checks only; "
@@ -57,6 +59,9 @@ int main(int argc, char** argv) {
       {"world-size", &world_s, "number of ranks (default $WORLD_SIZE or learner.world_size)"},
       {"master-addr", &master_addr, "rendezvous host (default $MASTER_ADDR or 127.0.0.1)"},
       {"master-port", &master_port_s, "rendezvous port (default $MASTER_PORT or 29500)"},
+      {"local-rank", &local_rank_s,
+       "this rank's index on its host: the CUDA device learner.device=cuda means (default "
+       "$LOCAL_RANK, else 0)"},
       {"metrics-listen", &metrics_listen,
        "HOST:PORT for Prometheus GET /metrics over HTTP (optional; port 0 picks one)"},
       {"metrics-port-file", &metrics_port_file, "write the metrics port to this file (optional)"},
@@ -72,10 +77,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (s.ok()) s = SetProcessTls(tls);
-  int rank = 0, world = 0, master_port = 0;
+  int rank = 0, world = 0, master_port = 0, local_rank = 0;
   if (s.ok() && (!absl::SimpleAtoi(rank_s, &rank) || !absl::SimpleAtoi(master_port_s, &master_port) ||
+                 !absl::SimpleAtoi(local_rank_s, &local_rank) || local_rank < 0 ||
                  (!world_s.empty() && !absl::SimpleAtoi(world_s, &world)))) {
-    s = absl::InvalidArgumentError("--rank, --world-size and --master-port must be integers");
+    s = absl::InvalidArgumentError(
+        "--rank, --world-size, --master-port and --local-rank must be integers (--local-rank >= 0)");
   }
   if (s.ok() && rank == 0 && listen.empty()) s = absl::InvalidArgumentError("--listen is required on rank 0");
   if (!s.ok()) {
@@ -89,6 +96,17 @@ int main(int argc, char** argv) {
   }
   if (world == 0) world = static_cast<int>(config->learner_world_size);
   SetLogRole("learner[" + std::to_string(rank) + "]");
+  // The device first: a setting this build or host cannot honour is
+  // reported before this rank joins the group.
+  absl::StatusOr<c10::Device> device =
+      OpenDevice("learner.device", config->learner_device, local_rank);
+  if (!device.ok()) {
+    std::cerr << "rlpost-learner: " << device.status().message() << "\n";
+    return 2;
+  }
+  config->learner_device = device->str();  // "cuda" made concrete: "cuda:<local rank>"
+  const bool nccl = config->learner_backend == "nccl" ||
+                    (config->learner_backend == "auto" && device->is_cuda());
   std::unique_ptr<MetricsHttpServer> metrics;
   if (!metrics_listen.empty()) {
     auto started = StartMetricsEndpoint(metrics_listen, metrics_port_file, "rlpost-learner");
@@ -108,13 +126,15 @@ int main(int argc, char** argv) {
     go.master_addr = master_addr;
     go.master_port = master_port;
     go.rendezvous_timeout_seconds = static_cast<int>(config->learner_rendezvous_timeout_s);
+    if (nccl) go.nccl_device = device->is_cuda() ? device->index() : 0;
     auto g = ProcessGroupHandle::Connect(go);
     if (!g.ok()) {
       std::cerr << "rlpost-learner: " << g.status().message() << "\n";
-      return 1;
+      return g.status().code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
     }
     group = std::move(*g);
-    RLPOST_LOG(INFO) << "joined the learner group as rank " << rank << " of " << world;
+    RLPOST_LOG(INFO) << "joined the learner group as rank " << rank << " of " << world << " ("
+                     << (nccl ? "NCCL and Gloo" : "Gloo") << ", device " << device->str() << ")";
   }
   CharTokenizer tokenizer;
   auto trainer = Trainer::Create(*config, tokenizer.vocab_size(), group.get());

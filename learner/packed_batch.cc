@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "model/device.h"
+
 namespace rlpost {
 namespace {
 
@@ -106,6 +108,16 @@ PackedRow PackExamples(const std::vector<const TrainExample*>& examples,
     offset += k;
   }
   return row;
+}
+
+void MoveToDevice(PackedRow* row, const c10::Device& device) {
+  for (at::Tensor* t : {&row->tokens, &row->positions, &row->key_mask, &row->logit_rows,
+                        &row->targets, &row->slots, &row->mask, &row->old_logprobs,
+                        &row->advantages, &row->positive, &row->mtp_next, &row->mtp_rows,
+                        &row->mtp_targets, &row->replay_rows}) {
+    *t = OnDevice(*t, device);
+  }
+  for (at::Tensor& t : row->replay) t = OnDevice(t, device);
 }
 
 at::Tensor ToGrid(const PackedRow& row, const at::Tensor& values) {

@@ -50,6 +50,9 @@ struct PackedRow {
 PackedRow PackExamples(const std::vector<const TrainExample*>& examples,
                        const ModelConfig& config);
 
+// Moves the row's tensors to `device` (PackExamples builds them on the CPU).
+void MoveToDevice(PackedRow* row, const c10::Device& device);
+
 // Places per-token values [N] (in logit_rows order) into the [S, L] grid,
 // zeros elsewhere; differentiable in `values`.
 at::Tensor ToGrid(const PackedRow& row, const at::Tensor& values);

@@ -13,6 +13,7 @@
 #include "learner/packing.h"
 #include "learner/policy_loss.h"
 #include "learner/trainer_impl.h"
+#include "model/device.h"
 #include "model/moe_transformer.h"
 
 namespace rlpost {
@@ -116,8 +117,12 @@ Trainer::~Trainer() = default;
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const RunConfig& config,
                                                          int64_t vocab_size,
                                                          ProcessGroupHandle* group) {
+  // rlpost-learner makes "cuda" concrete (cuda:<local rank>) before this.
+  absl::StatusOr<c10::Device> device = OpenDevice("learner.device", config.learner_device);
+  if (!device.ok()) return device.status();
   try {
-    auto impl = std::make_unique<Impl>(ModelConfig::FromShape(config.model, vocab_size), config);
+    auto impl = std::make_unique<Impl>(ModelConfig::FromShape(config.model, vocab_size), config,
+                                       *device);
     impl->group = group;
     impl->model->train();
     return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
@@ -205,7 +210,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
     if (pg && (options.kl_coef > 0 || (with_critic && options.critic.kl_in_reward_coef > 0)) &&
         impl_->reference.is_empty()) {
       torch::NoGradGuard no_grad;
-      impl_->reference = MoeTransformer(config);
+      impl_->reference = Impl::Placed(MoeTransformer(config), impl_->device);
       absl::Status s = impl_->reference->ImportWeights(impl_->model->ExportWeights());
       if (!s.ok()) return s;
       impl_->reference->eval();
@@ -233,6 +238,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       std::vector<const TrainExample*> examples;
       for (int64_t i : micro) examples.push_back(&batch[static_cast<size_t>(i)]);
       rows.push_back(PackExamples(examples, config));
+      MoveToDevice(&rows.back(), impl_->device);
       micro_examples.push_back(std::move(examples));
       computed_positions += rows.back().tokens.numel();
       for (int64_t n : rows.back().segments) real_positions += n;
@@ -255,7 +261,7 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
     // [loss_sum, clipped, kl_sum, mtp_loss_sum, mtp_tokens, ref_kl_sum,
     // entropy_sum, value_loss_sum, value_sum, return_sum, value_clipped]
     // over this rank's tokens.
-    at::Tensor local = at::zeros({11}, at::kDouble);
+    at::Tensor local = at::zeros({11}, at::TensorOptions().dtype(at::kDouble).device(impl_->device));
     for (size_t i = 0; i < rows.size(); ++i) {
       const PackedRow& row = rows[i];
       if (!critic_only) {
@@ -312,7 +318,8 @@ absl::StatusOr<StepStats> Trainer::Step(const std::vector<TrainExample>& batch,
       critic_norm = torch::nn::utils::clip_grad_norm_(
           critic_params, options.critic.grad_clip > 0 ? options.critic.grad_clip : 1e30);
     }
-    auto l = local.accessor<double, 1>();
+    const at::Tensor local_cpu = local.to(at::kCPU);
+    auto l = local_cpu.accessor<double, 1>();
     const double tokens = static_cast<double>(global_tokens);
     stats.loss = l[0] / tokens;
     stats.value_loss = l[7] / tokens;
@@ -389,9 +396,9 @@ absl::Status Trainer::Impl::PrepareGae(std::vector<PackedRow>& rows,
         case KlEstimator::kK2: kl = 0.5 * r * r; break;
         case KlEstimator::kK3: kl = at::expm1(r) - r; break;
       }
-      kl = (kl * row.mask).to(at::kDouble).contiguous();
+      kl = (kl * row.mask).to(at::kCPU, at::kDouble).contiguous();
     }
-    const at::Tensor v64 = values.to(at::kDouble).contiguous();
+    const at::Tensor v64 = values.to(at::kCPU, at::kDouble).contiguous();
     auto va = v64.accessor<double, 2>();
     if (!kl.defined()) kl = at::zeros({row.sequences, row.width}, at::kDouble);
     auto ka = kl.accessor<double, 2>();
@@ -430,9 +437,9 @@ absl::Status Trainer::Impl::PrepareGae(std::vector<PackedRow>& rows,
         moments[2] += 1.0;
       }
     }
-    row.advantages = adv;
+    row.advantages = OnDevice(adv, device);
     old_values.push_back(values.detach());
-    returns.push_back(ret);
+    returns.push_back(OnDevice(ret, device));
   }
   if (!co.whiten) return absl::OkStatus();
   if (group != nullptr && group->world_size() > 1) {

@@ -77,8 +77,9 @@ std::string StateKey(const at::Tensor& p) {
   return c10::guts::to_string(p.unsafeGetTensorImpl());
 }
 
-at::Tensor FromRaw(const RawTensor& raw) {
-  return at::from_blob(const_cast<char*>(raw.bytes.data()), raw.shape, at::kFloat).clone();
+// A float32 tensor on `device`, owning its memory.
+at::Tensor FromRaw(const RawTensor& raw, const c10::Device& device) {
+  return at::from_blob(const_cast<char*>(raw.bytes.data()), raw.shape, at::kFloat).to(device, at::kFloat, false, /*copy=*/true);
 }
 
 using NamedParams = std::vector<std::pair<std::string, at::Tensor>>;
@@ -141,7 +142,8 @@ absl::StatusOr<std::vector<AdamEntry>> ReadAdam(const std::string& dir, const st
                                                 t->name, " does not match the parameter's shape"));
       }
     }
-    out.push_back({param, count->get<int64_t>(), FromRaw(*a->second), FromRaw(*b->second)});
+    out.push_back({param, count->get<int64_t>(), FromRaw(*a->second, param.device()),
+                   FromRaw(*b->second, param.device())});
   }
   return out;
 }

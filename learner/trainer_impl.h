@@ -12,18 +12,28 @@
 #include "learner/packed_batch.h"
 #include "learner/policy_loss.h"
 #include "learner/trainer.h"
+#include "model/device.h"
 #include "model/moe_transformer.h"
 
 namespace rlpost {
 
 struct Trainer::Impl {
-  Impl(const ModelConfig& config, const RunConfig& run)
-      : model(config),
+  Impl(const ModelConfig& config, const RunConfig& run, const c10::Device& on)
+      : device(on),
+        model(Placed(MoeTransformer(config), on)),
         optimizer(model->parameters(),
                   torch::optim::AdamWOptions(run.rl_lr)
                       .betas({0.9, 0.99})
                       .weight_decay(run.weight_decay)),
         weight_decay(run.weight_decay) {}
+  static MoeTransformer Placed(MoeTransformer m, const c10::Device& on) {
+    m->to(on);
+    return m;
+  }
+
+  // Where the policy, its optimizer state, the reference policy, the critic
+  // and each micro-batch live (learner.device).
+  c10::Device device;
   MoeTransformer model;
   torch::optim::AdamW optimizer;
   // The frozen reference policy of the KL term: the weights at the first

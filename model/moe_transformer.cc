@@ -118,7 +118,8 @@ std::pair<at::Tensor, at::Tensor> MoeTransformerImpl::Rotary(const at::Tensor& p
   if (freq_type == at::kDouble) {
     int64_t hd = config_.head_dim();
     inv = 1.0 / at::pow(config_.rope_theta,
-                        at::arange(0, hd, 2, at::kDouble) / static_cast<double>(hd));
+                        at::arange(0, hd, 2, at::TensorOptions().dtype(at::kDouble).device(positions.device())) /
+                            static_cast<double>(hd));
   }
   at::Tensor freqs = positions.to(freq_type).unsqueeze(-1) * inv;
   at::Tensor emb = at::cat({freqs, freqs}, -1);

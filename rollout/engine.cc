@@ -74,10 +74,13 @@ absl::StatusOr<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(
       (spec.ngram_min < 1 || spec.ngram_max < spec.ngram_min)) {
     return absl::InvalidArgumentError("n-gram drafter needs 1 <= ngram_min <= ngram_max");
   }
+  absl::StatusOr<c10::Device> device = OpenDevice("rollout.device", options.device);
+  if (!device.ok()) return device.status();
   try {
     auto impl = std::make_unique<Impl>(config, options);
     impl->dtype = options.float64 ? at::kDouble : at::kFloat;
-    impl->model->to(impl->dtype);
+    impl->device = *device;
+    impl->model->to(impl->device, impl->dtype);
     impl->model->eval();
     int64_t layers = config.n_layers;
     if (spec.drafter == DrafterKind::kMtp) impl->mtp_kv_layer = layers++;
@@ -86,7 +89,7 @@ absl::StatusOr<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(
     const int64_t blocks = options.kv_blocks > 0 ? options.kv_blocks : options.max_batch * per_seq;
     impl->pool = std::make_unique<KvBlockPool>(layers, config.n_kv_heads, config.head_dim(),
                                                options.kv_block_size, blocks,
-                                               at::TensorOptions().dtype(impl->dtype));
+                                               at::TensorOptions().dtype(impl->dtype).device(impl->device));
     for (int64_t l = 0; l < config.n_layers; ++l) {
       if (config.IsMoeLayer(l)) impl->experts_width += config.top_k;
     }
@@ -323,7 +326,7 @@ absl::Status RolloutEngine::LoadDraftModel(const ModelConfig& config,
   try {
     torch::NoGradGuard no_grad;
     draft = MoeTransformer(config);
-    draft->to(impl_->dtype);
+    draft->to(impl_->device, impl_->dtype);
     draft->eval();
     if (!tensors.empty()) {
       if (absl::Status s = draft->ImportWeights(tensors); !s.ok()) return s;
@@ -346,7 +349,7 @@ absl::Status RolloutEngine::LoadDraftModel(const ModelConfig& config,
     const int64_t per_seq = (config.max_seq_len + o.kv_block_size - 1) / o.kv_block_size + 1;
     impl_->draft_pool = std::make_unique<KvBlockPool>(
         config.n_layers, config.n_kv_heads, config.head_dim(), o.kv_block_size,
-        o.max_batch * per_seq, at::TensorOptions().dtype(impl_->dtype));
+        o.max_batch * per_seq, at::TensorOptions().dtype(impl_->dtype).device(impl_->device));
     impl_->draft_model = draft;
     impl_->draft_version = version;
     impl_->PublishStats();

@@ -67,6 +67,10 @@ struct EngineOptions {
   bool background_thread = true;
   // Forwards in float32 (default) or float64 (exactness tests).
   bool float64 = false;
+  // Where the policy, the draft model and the KV cache live: "cpu", "cuda"
+  // or "cuda:N" (rollout.device). Sampling and acceptance run on the CPU
+  // over the logits of the sampled rows.
+  std::string device = "cpu";
 };
 
 // Why a sample stopped. kPartial: the call's token budget ran out; continue it

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/seed.h"
+#include "model/device.h"
 #include "model/moe_transformer.h"
 #include "model/paged_kv.h"
 #include "rollout/engine.h"
@@ -123,6 +124,7 @@ struct RolloutEngine::Impl {
   EngineOptions options;
   MoeTransformer model;
   at::ScalarType dtype = at::kFloat;
+  c10::Device device{c10::kCPU};  // options.device, opened
   std::unique_ptr<KvBlockPool> pool;
   int64_t mtp_kv_layer = -1;  // pool layer of the MTP block, -1 without MTP drafting
   // Adaptive mode switches the MTP block off (no catch-up forwards) while

@@ -117,11 +117,13 @@ int main(int argc, char** argv) {
   options.speculation.drafter = *ParseDrafterKind(config->rollout_drafter);
   options.speculation.max_draft_tokens = static_cast<int>(config->rollout_max_draft_tokens);
   options.speculation.adaptive = config->rollout_adaptive;
+  options.device = config->rollout_device;
   absl::StatusOr<std::unique_ptr<RolloutEngine>> engine = RolloutEngine::Create(
       ModelConfig::FromShape(config->model, tokenizer.vocab_size()), options);
   if (!engine.ok()) {
     std::cerr << "rlpost-rollout: " << engine.status().message() << "\n";
-    return 1;
+    // A device the build or the machine does not have is a setting to fix.
+    return engine.status().code() == absl::StatusCode::kFailedPrecondition ? 2 : 1;
   }
   RolloutServiceImpl service(engine->get());
   if (!controller.empty()) service.RequireWeightsBeforeServing();
@@ -141,7 +143,8 @@ int main(int argc, char** argv) {
     std::cerr << "rlpost-rollout: " << host.status().message() << "\n";
     return 1;
   }
-  RLPOST_LOG(INFO) << "serving " << (*engine)->Describe() << " at weight version "
+  RLPOST_LOG(INFO) << "serving " << (*engine)->Describe() << " on " << options.device
+                   << " at weight version "
                    << (*engine)->weight_version() << ", drafter " << config->rollout_drafter;
   std::string token;
   if (!token_file.empty()) {

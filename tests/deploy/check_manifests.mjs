@@ -11,11 +11,15 @@
 //    its binary lists in --help, every environment variable it sets is one
 //    the binary's --help names ($NAME), and every file a flag points into is
 //    mounted.
+// 4. GPUs match the run config: a rollout worker or learner rank with an
+//    nvidia.com/gpu limit runs with rollout.device / learner.device cuda (from
+//    its key=value arguments or the mounted ConfigMap), and one set to cuda
+//    has a GPU (the binary refuses to start without one).
 // Prints one line per problem and exits 1 if there is any.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 
 const require = createRequire(import.meta.url);
 const args = process.argv.slice(2);
@@ -64,6 +68,42 @@ function help(binary, where) {
     helpCache.set(binary, text);
   }
   return helpCache.get(binary);
+}
+
+// The device a rollout or learner container runs its model on: a key=value
+// argument, else the run config in a ConfigMap the pod mounts, else "cpu".
+function deviceOf(c, pod, configMaps) {
+  const key = c.command[0] === "rlpost-rollout" ? "rollout.device" : "learner.device";
+  for (const a of c.args || []) if (a.startsWith(`${key}=`)) return [key, a.slice(key.length + 1)];
+  for (const v of pod.volumes || []) {
+    const data = v.configMap && configMaps.get(v.configMap.name);
+    for (const text of Object.values(data || {})) {
+      let doc = {};
+      try {
+        doc = parse(text) || {};
+      } catch {
+        continue;
+      }
+      const [section, name] = key.split(".");
+      const value = (doc[section] || {})[name] ?? doc[key];
+      if (value !== undefined) return [key, String(value)];
+    }
+  }
+  return [key, "cpu"];
+}
+
+function checkGpu(where, c, pod, configMaps) {
+  const binary = (c.command || [])[0];
+  if (binary !== "rlpost-rollout" && binary !== "rlpost-learner") return;
+  const limits = (c.resources || {}).limits || {};
+  const gpus = Number(limits["nvidia.com/gpu"] || 0);
+  const [key, device] = deviceOf(c, pod, configMaps);
+  if (gpus > 0 && !device.startsWith("cuda")) {
+    report(where, `has ${gpus} nvidia.com/gpu but ${key} is ${device}: the GPU would sit idle`);
+  }
+  if (gpus === 0 && device.startsWith("cuda")) {
+    report(where, `${key} is ${device} but no nvidia.com/gpu limit: ${binary} would exit 2`);
+  }
 }
 
 function checkContainer(where, c, volumes) {
@@ -132,11 +172,13 @@ function pruneNulls(v) {
 }
 
 const objects = [];
+const configMaps = new Map();
 for (const file of files) {
   for (const doc of parseAllDocuments(readFileSync(file, "utf8"))) {
     if (doc.errors.length > 0) report(file, `YAML: ${doc.errors[0].message}`);
     const obj = pruneNulls(doc.toJS());
     if (obj) objects.push({ file, obj });
+    if (obj && obj.kind === "ConfigMap") configMaps.set(obj.metadata.name, obj.data || {});
   }
 }
 
@@ -165,6 +207,7 @@ for (const { file, obj } of objects) {
     const volumes = new Set((pod.volumes || []).map((v) => v.name));
     for (const c of [...(pod.initContainers || []), ...pod.containers]) {
       checkContainer(`${where} container ${c.name}`, c, volumes);
+      checkGpu(`${where} container ${c.name}`, c, pod, configMaps);
     }
   }
   if (obj.kind === "NetworkPolicy" && obj.metadata.name === "rlpost-verifier") {
@@ -185,4 +228,4 @@ if (problems.length > 0) {
   for (const p of problems) console.log(`FAIL ${p}`);
   process.exit(1);
 }
-console.log(`OK ${objects.length} objects in ${files.join(", ")}: schemas, policy, flags`);
+console.log(`OK ${objects.length} objects in ${files.join(", ")}: schemas, policy, flags, GPUs`);

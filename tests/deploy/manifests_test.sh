@@ -33,7 +33,9 @@ for expected in \
   "uses latest" "pod does not set runAsNonRoot" "no label app.kubernetes.io/component" \
   "accepts no flag --no-such-flag" "points outside every volume mount" \
   "reads no environment variable VERIFIER_MODE" "does not restrict egress" \
-  "allows some egress" "ports/0/port must be integer" "no metrics port"; do
+  "allows some egress" "ports/0/port must be integer" "no metrics port" \
+  "has 1 nvidia.com/gpu but rollout.device is cpu" \
+  "learner.device is cuda but no nvidia.com/gpu limit"; do
   grep -qF -- "$expected" <<< "$out" || { echo "FAIL: checker missed: $expected"; echo "$out"; exit 1; }
 done
 echo "deploy manifests: OK"

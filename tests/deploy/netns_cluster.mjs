@@ -48,7 +48,16 @@ try {
 
 const objects = parseAllDocuments(fs.readFileSync(opt.file, "utf8")).map((d) => d.toJS()).filter(Boolean);
 const byKind = (k) => objects.filter((o) => o.kind === k);
-const configMaps = new Map(byKind("ConfigMap").map((o) => [o.metadata.name, o.data || {}]));
+// This machine has no GPU: a run config's "device: cuda" (the gpu-cluster
+// overlay's rollout.device and learner.device) runs as cpu here, said once.
+// check_manifests.mjs checks that such settings match the GPU limits.
+const cpuOnly = (text) => text.replace(/^(\s*device:\s*)cuda(:\d+)?\s*$/gm, "$1cpu");
+const configMaps = new Map(byKind("ConfigMap").map((o) => {
+  const data = Object.fromEntries(Object.entries(o.data || {}).map(([k, v]) => [k, cpuOnly(v)]));
+  const moved = Object.entries(o.data || {}).filter(([k, v]) => data[k] !== v).map(([k]) => k);
+  if (moved.length > 0) console.log(`note: no GPU here: ConfigMap ${o.metadata.name} ${moved.join(", ")}: device cuda runs as cpu`);
+  return [o.metadata.name, data];
+}));
 const secrets = new Map(byKind("Secret").map((o) => [o.metadata.name,
   Object.fromEntries(Object.entries(o.data || {}).map(([k, v]) => [k, Buffer.from(v, "base64")]))]));
 
