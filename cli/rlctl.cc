@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli/generate_command.h"
+#include "cli/health_command.h"
 #include "cli/verify_command.h"
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
@@ -62,6 +63,8 @@ std::string RlctlUsage() {
          "           start a run on a controller that has none running (the addresses\n"
          "           default to the controller's own flags)\n"
          "  verify   judge a JSONL file with an rlpost-verifier (rlctl verify --help)\n"
+         "  health   whether a server (any rlpost process) is serving: exit 0 if so\n"
+         "           (rlctl health --help)\n"
          "  generate sample completions of a prompt from an rlpost-rollout worker\n"
          "           (rlctl generate --help)\n"
          "\n"
@@ -148,9 +151,14 @@ std::string FormatWorkers(const v1::RunStatus& s) {
 
 int RunRlctl(const std::vector<std::string>& args, const std::string& env_addr,
              std::ostream& out, std::ostream& err) {
-  // `verify` talks to a verifier and `generate` to a rollout worker, not the
-  // controller; each has its own flags.
+  // `verify` talks to a verifier, `generate` to a rollout worker and
+  // `health` to any server, not (only) the controller; each has its own flags.
   for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "health") {
+      std::vector<std::string> rest(args.begin(), args.begin() + i);
+      rest.insert(rest.end(), args.begin() + i + 1, args.end());
+      return RunHealthCommand(rest, env_addr, out, err);
+    }
     if (args[i] == "verify" || args[i] == "generate") {
       std::vector<std::string> rest(args.begin(), args.begin() + i);
       rest.insert(rest.end(), args.begin() + i + 1, args.end());

@@ -99,6 +99,27 @@ TEST_F(TlsTest, ServerTlsRefusesPlaintextAndMutualTlsNeedsAClientCertificate) {
   EXPECT_EQ(signed_ok.exit_code, 0) << signed_ok.output;
 }
 
+// `rlctl health`, the probe for servers that require TLS: SERVING with the
+// client certificate, no answer (3) without it or over plaintext.
+TEST_F(TlsTest, RlctlHealthProbesAMutualTlsServer) {
+  const int verifier = Serve("verifier_mtls", "rlpost-verifier", NodeTls(true));
+  auto health = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {BinDir() + "/rlctl", "health", "--addr",
+                                     absl::StrCat("127.0.0.1:", verifier), "--timeout", "3"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunProcess(argv, dir_ + "/health.log", 60s);
+  };
+  auto serving = health({"--tls-ca", dir_ + "/ca.pem", "--tls-cert", dir_ + "/node.pem",
+                         "--tls-key", dir_ + "/node.key"});
+  EXPECT_EQ(serving.exit_code, 0) << serving.output;
+  EXPECT_THAT(serving.output, HasSubstr("SERVING"));
+  EXPECT_EQ(health({"--tls-ca", dir_ + "/ca.pem"}).exit_code, 3);  // no client certificate
+  EXPECT_EQ(health({}).exit_code, 3);                              // plaintext
+  auto usage = health({"--timeout", "soon"});
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_THAT(usage.output, HasSubstr("--timeout must be a positive number of seconds"));
+}
+
 TEST_F(TlsTest, BadTlsFlagsAreUsageErrors) {
   auto r = RunProcess({BinDir() + "/rlpost-controller", "--listen", "127.0.0.1:0", "--tls-cert",
                        dir_ + "/node.pem"},
