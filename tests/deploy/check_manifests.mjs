@@ -15,6 +15,12 @@
 //    nvidia.com/gpu limit runs with rollout.device / learner.device cuda (from
 //    its key=value arguments or the mounted ConfigMap), and one set to cuda
 //    has a GPU (the binary refuses to start without one).
+// 5. TLS: a container serving TLS (--tls-cert) takes it from a Secret that a
+//    cert-manager Certificate of the same render issues; that certificate
+//    names every host its peers dial (the controller's --rollout, --verifier
+//    and --learner targets) and localhost where an exec probe dials it; its
+//    probes are not native gRPC probes (they speak plaintext); an exec probe's
+//    rlctl flags are ones `rlctl health --help` lists.
 // Prints one line per problem and exits 1 if there is any.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -38,7 +44,10 @@ const problems = [];
 const report = (where, what) => problems.push(`${where}: ${what}`);
 
 function modelFor(apiVersion, kind) {
-  const path = `kubernetes-models/${apiVersion}`;
+  const group = apiVersion.split("/")[0];
+  const path = group.endsWith("cert-manager.io")
+    ? `@kubernetes-models/cert-manager/${apiVersion}`
+    : `kubernetes-models/${apiVersion}`;
   try {
     return require(path)[kind];
   } catch {
@@ -57,17 +66,18 @@ const WORKLOADS = new Set(["Deployment", "StatefulSet", "Job", "DaemonSet"]);
 const helpCache = new Map();
 
 // The binary's --help text; "" (reported) when --help does not succeed.
-function help(binary, where) {
-  if (!helpCache.has(binary)) {
+function help(binary, where, sub = []) {
+  const key = [binary, ...sub].join(" ");
+  if (!helpCache.has(key)) {
     let text = "";
     try {
-      text = execFileSync(`${binDir}/${binary}`, ["--help"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+      text = execFileSync(`${binDir}/${binary}`, [...sub, "--help"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
     } catch (e) {
-      report(where, `${binary} --help failed (exit ${e.status}): ${String(e.stderr || e.message).split("\n")[0]}`);
+      report(where, `${key} --help failed (exit ${e.status}): ${String(e.stderr || e.message).split("\n")[0]}`);
     }
-    helpCache.set(binary, text);
+    helpCache.set(key, text);
   }
-  return helpCache.get(binary);
+  return helpCache.get(key);
 }
 
 // The device a rollout or learner container runs its model on: a key=value
@@ -103,6 +113,79 @@ function checkGpu(where, c, pod, configMaps) {
   }
   if (gpus === 0 && device.startsWith("cuda")) {
     report(where, `${key} is ${device} but no nvidia.com/gpu limit: ${binary} would exit 2`);
+  }
+}
+
+// The value of --NAME in a container's args ("" when absent).
+function flag(c, name) {
+  const a = (c.args || []).find((x) => x.startsWith(`--${name}=`));
+  return a ? a.slice(name.length + 3) : "";
+}
+
+// The Certificate whose Secret a pod mounts at the directory of `file`.
+function certificateFor(c, pod, file, certificates) {
+  const mount = (c.volumeMounts || []).find((m) => file.startsWith(m.mountPath + "/"));
+  const volume = mount && (pod.volumes || []).find((v) => v.name === mount.name);
+  const secret = volume && volume.secret && volume.secret.secretName;
+  return { secret, certificate: certificates.find((x) => x.spec.secretName === secret) };
+}
+
+// Hosts a controller dials: its --rollout list, --verifier and --learner.
+function dialedHosts(c) {
+  return ["rollout", "verifier", "learner"].flatMap((n) => flag(c, n).split(",")).filter(Boolean)
+    .map((a) => a.replace(/^dns:\/\/\//, "").replace(/:\d+$/, ""));
+}
+
+// The workload serving `host`: "NAME-i.SUB" is a pod of a StatefulSet or an
+// Indexed Job with that subdomain; a bare name is a Service (its selector).
+function servingWorkload(host, workloads, services) {
+  const dotted = /^(.+)-(\d+)\.([^.]+)$/.exec(host);
+  if (dotted) {
+    return workloads.find((w) => w.metadata.name === dotted[1] &&
+      (w.spec.serviceName === dotted[3] || w.spec.template.spec.subdomain === dotted[3]));
+  }
+  const svc = services.find((x) => x.metadata.name === host.split(".")[0]);
+  if (!svc) return undefined;
+  return workloads.find((w) => Object.entries(svc.spec.selector || {}).every(
+    ([k, v]) => (w.spec.template.metadata.labels || {})[k] === v));
+}
+
+function checkTls(where, c, pod, all) {
+  const cert = flag(c, "tls-cert");
+  const probes = ["readinessProbe", "livenessProbe"].filter((p) => c[p]);
+  for (const p of probes) {
+    const command = (c[p].exec || {}).command || [];
+    if (command[0] === "rlctl") {
+      const text = help("rlctl", where, command.slice(1, 2));
+      for (const a of command.filter((x) => x.startsWith("--"))) {
+        if (text && !text.includes(a.split("=")[0])) report(where, `${p}: rlctl ${command[1]} accepts no flag ${a}`);
+      }
+    }
+  }
+  if (!cert) return;
+  for (const p of probes) {
+    if (c[p].grpc) report(where, `${p} is a gRPC probe but the server requires TLS (kubelet's gRPC probes speak plaintext)`);
+  }
+  const { secret, certificate } = certificateFor(c, pod, cert, all.certificates);
+  const probeDialsLocalhost = probes.some((p) => ((c[p].exec || {}).command || []).some((x) => /^localhost:/.test(x)));
+  if (!certificate) {
+    report(where, `--tls-cert comes from Secret ${secret || "(none mounted)"}, which no Certificate issues`);
+  } else if (probeDialsLocalhost && !(certificate.spec.dnsNames || []).includes("localhost")) {
+    report(where, `its exec probe dials localhost but Certificate ${certificate.metadata.name} does not name localhost`);
+  }
+  for (const host of dialedHosts(c)) {
+    const w = servingWorkload(host, all.workloads, all.services);
+    if (!w) continue;
+    const wc = w.spec.template.spec.containers[0];
+    const served = flag(wc, "tls-cert");
+    if (!served) {
+      report(where, `dials ${host} with TLS but ${w.kind}/${w.metadata.name} serves plaintext`);
+      continue;
+    }
+    const theirs = certificateFor(wc, w.spec.template.spec, served, all.certificates).certificate;
+    if (theirs && !(theirs.spec.dnsNames || []).includes(host)) {
+      report(where, `dials ${host} but Certificate ${theirs.metadata.name} does not name it`);
+    }
   }
 }
 
@@ -182,6 +265,11 @@ for (const file of files) {
   }
 }
 
+const all = {
+  certificates: objects.map(({ obj }) => obj).filter((o) => o.kind === "Certificate"),
+  workloads: objects.map(({ obj }) => obj).filter((o) => WORKLOADS.has(o.kind)),
+  services: objects.map(({ obj }) => obj).filter((o) => o.kind === "Service"),
+};
 for (const { file, obj } of objects) {
   const where = `${file}: ${obj.kind}/${obj.metadata && obj.metadata.name}`;
   const Model = modelFor(obj.apiVersion, obj.kind);
@@ -208,6 +296,7 @@ for (const { file, obj } of objects) {
     for (const c of [...(pod.initContainers || []), ...pod.containers]) {
       checkContainer(`${where} container ${c.name}`, c, volumes);
       checkGpu(`${where} container ${c.name}`, c, pod, configMaps);
+      checkTls(`${where} container ${c.name}`, c, pod, all);
     }
   }
   if (obj.kind === "NetworkPolicy" && obj.metadata.name === "rlpost-verifier") {
@@ -228,4 +317,4 @@ if (problems.length > 0) {
   for (const p of problems) console.log(`FAIL ${p}`);
   process.exit(1);
 }
-console.log(`OK ${objects.length} objects in ${files.join(", ")}: schemas, policy, flags, GPUs`);
+console.log(`OK ${objects.length} objects in ${files.join(", ")}: schemas, policy, flags, GPUs, TLS`);

@@ -19,7 +19,7 @@ for overlay in "$src"/deploy/k8s/overlays/*/; do
     { echo "FAIL: kustomize could not render $name:"; cat "$work/$name.err"; exit 1; }
   node "$here/check_manifests.mjs" --bin-dir "$bin" "$work/$name.yaml"
 done
-test -f "$work/local-cpu.yaml" && test -f "$work/gpu-cluster.yaml"
+test -f "$work/local-cpu.yaml" && test -f "$work/gpu-cluster.yaml" && test -f "$work/gpu-cluster-mtls.yaml"
 
 # The checker itself: each rule must catch its violation.
 set +e
@@ -35,7 +35,12 @@ for expected in \
   "reads no environment variable VERIFIER_MODE" "does not restrict egress" \
   "allows some egress" "ports/0/port must be integer" "no metrics port" \
   "has 1 nvidia.com/gpu but rollout.device is cpu" \
-  "learner.device is cuda but no nvidia.com/gpu limit"; do
+  "learner.device is cuda but no nvidia.com/gpu limit" \
+  "readinessProbe is a gRPC probe but the server requires TLS" \
+  "comes from Secret hand-made-tls, which no Certificate issues" \
+  "rlctl health accepts no flag --no-such-probe-flag" \
+  "dials tls-rollout-0.tls-rollout but Certificate tls-rollout does not name it" \
+  "dials tls-verifier with TLS but Deployment/tls-verifier serves plaintext"; do
   grep -qF -- "$expected" <<< "$out" || { echo "FAIL: checker missed: $expected"; echo "$out"; exit 1; }
 done
 echo "deploy manifests: OK"
