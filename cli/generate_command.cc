@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/rlctl.h"
 #include "common/grpc_util.h"
+#include "common/tls.h"
 #include "rlpost/v1/rollout.grpc.pb.h"
 
 namespace rlpost {
@@ -82,7 +83,8 @@ absl::StatusOr<GenerateFlags> ParseGenerateFlags(const std::vector<std::string>&
     }
     static const char* const kValueFlags[] = {"addr",  "prompt", "n",    "temperature",
                                               "top-p", "top-k",  "seed", "max-tokens",
-                                              "stop",  "token-budget",   "timeout"};
+                                              "stop",  "token-budget",   "timeout",
+                                              "tls-ca", "tls-cert",      "tls-key"};
     if (std::find(std::begin(kValueFlags), std::end(kValueFlags), name) == std::end(kValueFlags)) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag '--", name, "'"));
     }
@@ -94,6 +96,12 @@ absl::StatusOr<GenerateFlags> ParseGenerateFlags(const std::vector<std::string>&
     }
     if (name == "addr") {
       flags.addr = value;
+    } else if (name == "tls-ca") {
+      flags.tls_ca = value;
+    } else if (name == "tls-cert") {
+      flags.tls_cert = value;
+    } else if (name == "tls-key") {
+      flags.tls_key = value;
     } else if (name == "prompt") {
       request.set_prompt(value);
       has_prompt = true;
@@ -213,6 +221,8 @@ std::string GenerateUsage() {
          "                       weight_versions, drafted_tokens, accepted_tokens\n"
          "                       (the summary goes to stderr)\n"
          "  --timeout SECONDS    deadline of the call (default 600)\n"
+         "  --tls-ca FILE        call the worker over TLS, verifying it with this CA\n"
+         "  --tls-cert FILE, --tls-key FILE  client certificate (mutual TLS)\n"
          "\n"
          "exit status: 0 success, 1 the worker refused or failed the call (its message on\n"
          "stderr), 2 usage error, 3 no worker answered at HOST:PORT.\n";
@@ -228,6 +238,14 @@ int RunGenerateCommand(const std::vector<std::string>& args, std::ostream& out,
   if (flags->help) {
     out << GenerateUsage();
     return kRlctlOk;
+  }
+  TlsFiles tls;
+  tls.ca = flags->tls_ca;
+  tls.cert = flags->tls_cert;
+  tls.key = flags->tls_key;
+  if (absl::Status t = SetProcessTls(tls); !t.ok()) {
+    err << "rlctl generate: " << t.message() << "\n";
+    return kRlctlUsage;
   }
   auto stub = v1::RolloutService::NewStub(MakeChannel(flags->addr));
   grpc::ClientContext context;

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cli/rlctl.h"
 #include "common/grpc_util.h"
+#include "common/tls.h"
 #include "rlpost/v1/verifier.grpc.pb.h"
 
 namespace rlpost {
@@ -229,7 +230,9 @@ std::string VerifyUsage() {
          "flags:\n"
          "  --deadline-ms N      per-item deadline on the verifier (default: its own)\n"
          "  --max-in-flight N    items sent but not yet answered (default 64)\n"
-         "  --timeout SECONDS    deadline of the whole stream (default 3600)\n";
+         "  --timeout SECONDS    deadline of the whole stream (default 3600)\n"
+         "  --tls-ca FILE        call the verifier over TLS, verifying it with this CA\n"
+         "  --tls-cert FILE, --tls-key FILE  client certificate (mutual TLS)\n";
 }
 
 namespace {
@@ -283,7 +286,9 @@ int RunVerifyCommand(const std::vector<std::string>& args, std::ostream& out,
                      std::ostream& err) {
   std::map<std::string, std::string> flags = {{"addr", ""},        {"input", ""},
                                               {"output", ""},      {"deadline-ms", "0"},
-                                              {"max-in-flight", "64"}, {"timeout", "3600"}};
+                                              {"max-in-flight", "64"}, {"timeout", "3600"},
+                                              {"tls-ca", ""},      {"tls-cert", ""},
+                                              {"tls-key", ""}};
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -313,6 +318,14 @@ int RunVerifyCommand(const std::vector<std::string>& args, std::ostream& out,
   }
   if (flags["addr"].empty() || flags["input"].empty()) {
     err << "rlctl verify: --addr HOST:PORT and --input IN.jsonl are required\n" << VerifyUsage();
+    return kRlctlUsage;
+  }
+  TlsFiles tls;
+  tls.ca = flags["tls-ca"];
+  tls.cert = flags["tls-cert"];
+  tls.key = flags["tls-key"];
+  if (absl::Status t = SetProcessTls(tls); !t.ok()) {
+    err << "rlctl verify: " << t.message() << "\n";
     return kRlctlUsage;
   }
   int deadline_ms = 0, max_in_flight = 0;

@@ -8,38 +8,31 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 
+#include "model/torch_compat.h"
+
 namespace rlpost {
 
 class AutocastScope {
  public:
-  AutocastScope(bool bf16, const at::Device& device) : on_(bf16), cuda_(device.is_cuda()) {
+  AutocastScope(bool bf16, const at::Device& device)
+      : on_(bf16), type_(device.is_cuda() ? c10::kCUDA : c10::kCPU) {
     if (!on_) return;
-    if (cuda_) {
-      previous_ = at::autocast::is_enabled();
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      previous_ = at::autocast::is_cpu_enabled();
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
+    previous_ = torch_compat::AutocastEnabled(type_);
+    torch_compat::SetAutocastDtype(type_, at::kBFloat16);
+    torch_compat::SetAutocastEnabled(type_, true);
     at::autocast::increment_nesting();
   }
   ~AutocastScope() {
     if (!on_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    if (cuda_) {
-      at::autocast::set_enabled(previous_);
-    } else {
-      at::autocast::set_cpu_enabled(previous_);
-    }
+    torch_compat::SetAutocastEnabled(type_, previous_);
   }
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
   bool on_;
-  bool cuda_;
+  c10::DeviceType type_;
   bool previous_ = false;
 };
 

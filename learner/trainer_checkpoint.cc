@@ -22,6 +22,7 @@
 #include "learner/trainer_impl.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
+#include "model/torch_compat.h"
 
 namespace rlpost {
 namespace {
@@ -73,8 +74,11 @@ bool FromHex(absl::string_view hex, std::string* bytes) {
   return true;
 }
 
-std::string StateKey(const at::Tensor& p) {
-  return c10::guts::to_string(p.unsafeGetTensorImpl());
+using AdamStateKey = std::decay_t<
+    decltype(std::declval<const torch::optim::AdamW&>().state())>::key_type;
+
+AdamStateKey StateKey(const at::Tensor& p) {
+  return torch_compat::OptimizerStateKey<AdamStateKey>(p);
 }
 
 // A float32 tensor on `device`, owning its memory.

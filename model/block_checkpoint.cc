@@ -3,6 +3,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 
+#include "model/torch_compat.h"
+
 namespace rlpost {
 namespace {
 
@@ -34,20 +36,20 @@ struct BlockCall : torch::CustomClassHolder {
 class AutocastRestore {
  public:
   explicit AutocastRestore(const BlockCall& call)
-      : cpu_(at::autocast::is_cpu_enabled()),
-        cpu_dtype_(at::autocast::get_autocast_cpu_dtype()),
-        gpu_(at::autocast::is_enabled()),
-        gpu_dtype_(at::autocast::get_autocast_gpu_dtype()) {
+      : cpu_(torch_compat::AutocastEnabled(c10::kCPU)),
+        cpu_dtype_(torch_compat::AutocastDtype(c10::kCPU)),
+        gpu_(torch_compat::AutocastEnabled(c10::kCUDA)),
+        gpu_dtype_(torch_compat::AutocastDtype(c10::kCUDA)) {
     Set(call.cpu_autocast, call.cpu_autocast_dtype, call.gpu_autocast, call.gpu_autocast_dtype);
   }
   ~AutocastRestore() { Set(cpu_, cpu_dtype_, gpu_, gpu_dtype_); }
 
  private:
   static void Set(bool cpu, at::ScalarType cpu_dtype, bool gpu, at::ScalarType gpu_dtype) {
-    at::autocast::set_autocast_cpu_dtype(cpu_dtype);
-    at::autocast::set_cpu_enabled(cpu);
-    at::autocast::set_autocast_gpu_dtype(gpu_dtype);
-    at::autocast::set_enabled(gpu);
+    torch_compat::SetAutocastDtype(c10::kCPU, cpu_dtype);
+    torch_compat::SetAutocastEnabled(c10::kCPU, cpu);
+    torch_compat::SetAutocastDtype(c10::kCUDA, gpu_dtype);
+    torch_compat::SetAutocastEnabled(c10::kCUDA, gpu);
   }
   bool cpu_;
   at::ScalarType cpu_dtype_;
@@ -102,10 +104,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> CheckpointedBlockForward(
   call->layer = layer;
   call->routing = routing;
   call->routing.record = nullptr;  // recording belongs to sampling, not training
-  call->cpu_autocast = at::autocast::is_cpu_enabled();
-  call->cpu_autocast_dtype = at::autocast::get_autocast_cpu_dtype();
-  call->gpu_autocast = at::autocast::is_enabled();
-  call->gpu_autocast_dtype = at::autocast::get_autocast_gpu_dtype();
+  call->cpu_autocast = torch_compat::AutocastEnabled(c10::kCPU);
+  call->cpu_autocast_dtype = torch_compat::AutocastDtype(c10::kCPU);
+  call->gpu_autocast = torch_compat::AutocastEnabled(c10::kCUDA);
+  call->gpu_autocast_dtype = torch_compat::AutocastDtype(c10::kCUDA);
   torch::autograd::variable_list out = CheckpointFunction::apply(x, call);
   return {out[0], out[1], out[2]};
 }
