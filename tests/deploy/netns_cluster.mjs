@@ -93,6 +93,44 @@ for (const svc of byKind("Service")) {
 for (const p of pods) for (const d of p.dns) hosts.push([p.ip, d]);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "rlpost-netns-"));
+
+// cert-manager, as the overlay's Issuers would: one CA signs every
+// Certificate, with its dnsNames and ipAddresses as subject alternative names
+// and its usages as extended key usages; each lands in the Secret it names
+// (tls.crt, tls.key, ca.crt).
+const certificates = byKind("Certificate");
+let operatorTls = null;  // the client certificate rlctl uses (no dnsNames)
+if (certificates.length > 0) {
+  const dir = path.join(work, "cert-manager");
+  fs.mkdirSync(dir);
+  const ssl = (args) => run("openssl", args, { cwd: dir, stdio: "pipe" });
+  ssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+       "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=rlpost-ca"]);
+  const ca = fs.readFileSync(path.join(dir, "ca.crt"));
+  for (const c of certificates) {
+    const name = c.metadata.name;
+    if (c.spec.isCA) {
+      secrets.set(c.spec.secretName, { "tls.crt": ca, "tls.key": fs.readFileSync(path.join(dir, "ca.key")), "ca.crt": ca });
+      continue;
+    }
+    ssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${c.spec.commonName || name}`]);
+    const sans = [...(c.spec.dnsNames || []).map((d) => `DNS:${d}`), ...(c.spec.ipAddresses || []).map((i) => `IP:${i}`)];
+    const eku = (c.spec.usages || []).map((u) => ({ "server auth": "serverAuth", "client auth": "clientAuth" })[u]).filter(Boolean);
+    fs.writeFileSync(path.join(dir, `${name}.ext`), [sans.length ? `subjectAltName=${sans.join(",")}` : "",
+      eku.length ? `extendedKeyUsage=${eku.join(",")}` : ""].filter(Boolean).join("\n") + "\n");
+    ssl(["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+         "-days", "2", "-extfile", `${name}.ext`, "-out", `${name}.crt`]);
+    const files = { "tls.crt": fs.readFileSync(path.join(dir, `${name}.crt`)),
+                    "tls.key": fs.readFileSync(path.join(dir, `${name}.key`)), "ca.crt": ca };
+    secrets.set(c.spec.secretName, files);
+    if (!(c.spec.dnsNames || []).length) {
+      operatorTls = Object.fromEntries(Object.keys(files).map((k) => [k, path.join(dir, `${name}.${k}`)]));
+      for (const [k, data] of Object.entries(files)) fs.writeFileSync(operatorTls[k], data);
+    }
+  }
+  console.log(`cert-manager: ${certificates.length} Certificates issued by one CA`);
+}
 const created = [];  // host mount points this test made
 const children = [];
 function cleanup() {
@@ -180,6 +218,7 @@ for (const p of pods) {
   mountPoint("/opt/rlpost/lib/rlpost");
   const binds = [`mount --bind ${opt.bin} /opt/rlpost/bin`,
                  `mount --bind ${path.join(opt.bin, "..", "lib")} /opt/rlpost/lib/rlpost`];
+  const volumeBinds = [];  // [mountPath, command]
   for (const m of c.volumeMounts || []) {
     const v = spec.volumes.find((x) => x.name === m.name);
     const dir = path.join(root, "volumes", m.name);
@@ -196,8 +235,13 @@ for (const p of pods) {
     }
     fs.chmodSync(dir, 0o1777);
     mountPoint(m.mountPath);
-    binds.push(`mount --bind ${dir} ${m.mountPath}`);
+    volumeBinds.push([m.mountPath, `mount --bind ${dir} ${m.mountPath}`]);
   }
+  // A volume over a directory that holds this test's files (the pods' /tmp
+  // over os.tmpdir()) is bound last, so that it hides no other volume's source.
+  const hides = ([at]) => (work + "/").startsWith(at.replace(/\/?$/, "/"));
+  binds.push(...volumeBinds.filter((b) => !hides(b)).map(([, b]) => b),
+             ...volumeBinds.filter(hides).map(([, b]) => b));
   // The container's security context: a read-only root filesystem (the
   // volumes above stay writable), and its user.
   const psc = spec.securityContext || {};
@@ -225,21 +269,49 @@ const controller = pods.find((p) => p.template.spec.containers[0].command[0] ===
 const grpcPort = controller.template.spec.containers[0].ports.find((x) => x.name === "grpc").containerPort;
 const addr = `${controller.ip}:${grpcPort}`;
 const tokenDir = path.join(work, controller.name, "volumes", "auth");
-const rlctl = (args, timeout = 10) => {
+const tlsServers = (controller.template.spec.containers[0].args || []).some((a) => a.startsWith("--tls-cert"));
+if (tlsServers && !operatorTls) {
+  console.log("FAIL: the servers use TLS but no Certificate gives rlctl a client certificate");
+  process.exit(1);
+}
+// rlctl as an operator runs it: from the node, or with TLS through a
+// port-forward (localhost in the pod's network namespace; the certificates
+// name localhost) with the operator's client certificate.
+const operator = (target, args, tls = tlsServers) => {
+  const flags = tls ? ["--tls-ca", operatorTls["ca.crt"], "--tls-cert", operatorTls["tls.crt"], "--tls-key", operatorTls["tls.key"]] : [];
+  const argv = [`${opt.bin}/rlctl`, ...args, "--addr", tls || target.local ? `localhost:${grpcPort}` : `${target.ip}:${grpcPort}`, ...flags];
+  const [cmd, ...rest] = tls || target.local ? ["ip", "netns", "exec", target.ns, ...argv] : argv;
   try {
-    return { code: 0, out: run(`${opt.bin}/rlctl`, ["--addr", addr, "--token-file", path.join(tokenDir, "token"), "--timeout", String(timeout), ...args], { stdio: ["ignore", "pipe", "pipe"] }) };
+    return { code: 0, out: run(cmd, rest, { stdio: ["ignore", "pipe", "pipe"] }) };
   } catch (e) {
     return { code: e.status, out: (e.stdout || "") + (e.stderr || "") };
   }
 };
+const rlctl = (args, timeout = 10) =>
+  operator(controller, ["--token-file", path.join(tokenDir, "token"), "--timeout", String(timeout), ...args]);
 function fail(why) {
   console.log(`FAIL: ${why}`);
   for (const p of pods) console.log(`---- ${p.name}\n` + fs.readFileSync(path.join(work, `${p.name}.log`), "utf8").slice(-3000));
   process.exit(1);
 }
 
-// Readiness, as the probes see it: every pod's gRPC port accepts connections
-// (the learner ranks only once their rendezvous is complete).
+// Readiness, as the probes see it: a gRPC probe's port accepts connections
+// (the learner ranks only once their rendezvous is complete); an exec probe's
+// command succeeds, run inside the pod (its mount and network namespaces,
+// its user), as kubelet runs it.
+const execProbe = (p) => {
+  const c = p.template.spec.containers[0];
+  const psc = p.template.spec.securityContext || {};
+  const uid = (c.securityContext || {}).runAsUser ?? psc.runAsUser, gid = psc.runAsGroup ?? uid;
+  const user = uid !== undefined ? ["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups"] : [];
+  try {
+    run("nsenter", ["-t", String(p.child.pid), "-m", "-n", ...user, "env", "-i",
+                    "PATH=/opt/rlpost/bin:/usr/bin:/bin", ...c.readinessProbe.exec.command], { stdio: "pipe" });
+    return true;
+  } catch {
+    return false;
+  }
+};
 const accepts = (host, port) => new Promise((resolve) => {
   const sock = net.connect({ host, port, timeout: 1000 });
   sock.on("connect", () => { sock.destroy(); resolve(true); });
@@ -253,7 +325,8 @@ const accepts = (host, port) => new Promise((resolve) => {
     let ready = false;
     for (let i = 0; i < 900 && !ready; ++i) {
       if (p.child.exitCode !== null || p.child.signalCode !== null) fail(`pod ${p.name} exited`);
-      ready = await accepts(p.ip, port);
+      const probe = p.template.spec.containers[0].readinessProbe || {};
+      ready = probe.exec ? execProbe(p) : await accepts(p.ip, port);
       if (!ready) await sleep(200);
     }
     if (!ready) fail(`pod ${p.name} never listened on ${p.ip}:${port}`);
@@ -264,6 +337,15 @@ const accepts = (host, port) => new Promise((resolve) => {
     if (!up) await sleep(200);
   }
   if (!up) fail(`the controller never answered at ${addr}`);
+  if (tlsServers) {
+    // TLS is really on: a plaintext caller from the node gets no answer,
+    // and neither does one without a client certificate.
+    const plain = operator(controller, ["--timeout", "3", "health"], false);
+    if (plain.code !== 3) fail(`rlctl health over plaintext got exit ${plain.code}: ${plain.out}`);
+    const oneWay = operator({ ...controller, local: true }, ["--timeout", "3", "health", "--tls-ca", operatorTls["ca.crt"]], false);
+    if (oneWay.code !== 3) fail(`rlctl health without a client certificate got exit ${oneWay.code}: ${oneWay.out}`);
+    console.log("mutual TLS: plaintext and certificate-less callers get no answer");
+  }
   // One RL step of the configured run, shrunk.
   const runConfig = path.join(work, "run.yaml");
   fs.writeFileSync(runConfig, Object.values(configMaps.values().next().value)[0]);
@@ -295,12 +377,9 @@ const accepts = (host, port) => new Promise((resolve) => {
       code: `print(int(input()) * ${answer})`, tests: [{ stdin: "21", expected_stdout: "42" }] });
     fs.writeFileSync(items, [program(2), program(3)].map((line, i) =>
       line.replace("{", `{"id": "c${i}", `)).join("\n") + "\n");
-    let out = "";
-    try {
-      out = run(`${opt.bin}/rlctl`, ["verify", "--addr", `${v.ip}:${grpcPort}`, "--input", items, "--timeout", "60"], { stdio: ["ignore", "pipe", "pipe"] });
-    } catch (e) {
-      fail(`rlctl verify against ${v.name}: ${(e.stdout || "") + (e.stderr || "")}`);
-    }
+    const judged = operator(v, ["verify", "--input", items, "--timeout", "60"]);
+    if (judged.code !== 0) fail(`rlctl verify against ${v.name}: ${judged.out}`);
+    const out = judged.out;
     const verdicts = out.trim().split("\n").map((l) => JSON.parse(l).verdict);
     if (verdicts[0] !== "accepted" || verdicts[1] !== "wrong_answer") {
       fail(`${v.name} judged code ${JSON.stringify(verdicts)} (want accepted, wrong_answer): ${out}`);

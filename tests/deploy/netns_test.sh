@@ -13,7 +13,7 @@ source "$here/common.sh"
 need_npm_package yaml
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for overlay in local-cpu gpu-cluster; do
+for overlay in local-cpu gpu-cluster gpu-cluster-mtls; do
   render "$src/deploy/k8s/overlays/$overlay" > "$work/$overlay.yaml" 2> "$work/$overlay.err" ||
     { echo "FAIL: kustomize could not render $overlay:"; cat "$work/$overlay.err"; exit 1; }
   echo "== $overlay"
