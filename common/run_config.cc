@@ -139,6 +139,8 @@ std::vector<ConfigKey> Keys() {
        "the plugin's reward function (empty: its first one)"},
       {"reward.plugins.*.weight", T::kDouble, "1.0", "the plugin part's weight"},
       {"reward.plugins.*.config", T::kString, "", "bytes passed to the plugin's config_new"},
+      {"reward.plugins.*.memory_mb", T::kInt, "2048",
+       "the plugin host's data memory limit (RLIMIT_DATA) in MiB; 0 = none"},
       {"reward.plugins.*.deadline_ms", T::kInt, "10000",
        "per-batch deadline; past it the plugin's samples fail and its host is restarted"},
       {"reward.host_binary", T::kString, "",
@@ -506,6 +508,12 @@ absl::StatusOr<RunConfig> ParseRunConfig(const Config& c) {
     p.weight = c.GetDouble(key + ".weight");
     p.config = c.GetString(key + ".config");
     p.deadline_ms = c.GetInt(key + ".deadline_ms");
+    p.memory_mb = c.GetInt(key + ".memory_mb");
+    if (p.memory_mb < 0 || (p.memory_mb > 0 && p.memory_mb < 64)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key '", key, ".memory_mb' must be 0 (no limit) or at least 64, got ",
+          p.memory_mb));
+    }
     if (p.path.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "config key '", key, ".path' is required: the plugin's shared library (.so)"));

@@ -38,6 +38,7 @@ struct RewardPluginConfig {
   double weight = 1.0;
   std::string config;
   int64_t deadline_ms = 10000;
+  int64_t memory_mb = 2048;  // the host's RLIMIT_DATA; 0 = none
 };
 
 struct RunConfig {

@@ -6,6 +6,9 @@
 // --check loads the plugin, creates the function and prints what it found,
 // then exits: 0 when the plugin is usable, 2 with the reason otherwise.
 
+#include <sys/resource.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
@@ -91,13 +95,16 @@ int main(int argc, char** argv) {
   rlpost::InstallShutdownSignals();
   rlpost::SetLogRole("reward-host");
 
-  std::string plugin, function, config_file, listen, port_file;
+  std::string plugin, function, config_file, listen, port_file, memory_mb;
   const std::vector<rlpost::FlagSpec> flags = {
       {"plugin", &plugin, "the plugin's shared library (required)"},
       {"function", &function, "the reward function to run (default: the plugin's first)"},
       {"config-file", &config_file, "file whose bytes go to the plugin's config_new (optional)"},
       {"listen", &listen, "HOST:PORT to serve on (required unless --check; port 0 picks one)"},
       {"port-file", &port_file, "write the bound port to this file (optional)"},
+      {"memory-limit-mb", &memory_mb,
+       "cap this process's data memory (RLIMIT_DATA: heap and private mappings) before the "
+       "plugin loads; an allocation past it fails (optional)"},
   };
   const std::string usage = rlpost::FlagUsage("rlpost-reward-host", flags) +
                             "  --check  load the plugin, print what it offers and exit\n"
@@ -123,6 +130,17 @@ int main(int argc, char** argv) {
   if (plugin.empty()) return Fail(kExitUsage, "--plugin PATH is required\n" + usage);
   if (listen.empty() && !check) return Fail(kExitUsage, "--listen HOST:PORT is required\n" + usage);
 
+  if (!memory_mb.empty()) {
+    int64_t mb = 0;
+    if (!absl::SimpleAtoi(memory_mb, &mb) || mb < 64) {
+      return Fail(kExitUsage, "--memory-limit-mb must be a number of MiB >= 64, got '" + memory_mb + "'");
+    }
+    const rlim_t bytes = static_cast<rlim_t>(mb) << 20;
+    const rlimit limit{bytes, bytes};
+    if (setrlimit(RLIMIT_DATA, &limit) != 0) {
+      return Fail(kExitUsage, std::string("--memory-limit-mb: setrlimit: ") + std::strerror(errno));
+    }
+  }
   std::string config;
   if (!config_file.empty()) {
     std::ifstream in(config_file, std::ios::binary);

@@ -93,6 +93,10 @@ absl::Status RewardPluginRunner::Launch() {
     argv.push_back("--function");
     argv.push_back(options_.plugin.function);
   }
+  if (options_.plugin.memory_mb > 0) {
+    argv.push_back("--memory-limit-mb");
+    argv.push_back(std::to_string(options_.plugin.memory_mb));
+  }
   absl::Status s = host_->Start(argv, log_path_);
   if (!s.ok()) return s;
   absl::StatusOr<int> port =

@@ -211,6 +211,30 @@ TEST(RewardPluginRunnerTest, ContainsCrashHangNanWrongCountAndErrors) {
   EXPECT_EQ(r.failed_batches(), 4);  // short, error, crash, hang
 }
 
+// reward.plugins.<id>.memory_mb caps the host's data memory: a plugin that
+// allocates past it gets NULL (here: fails the batch with its own message)
+// instead of taking the node's memory; under a larger cap the same batch
+// scores.
+TEST(RewardPluginRunnerTest, MemoryLimitStopsAPluginThatAllocatesTooMuch) {
+  const std::string dir = MakeTempDir("reward_runner_memory");
+  RewardPluginRunner::Options small = TrapOptions(dir, 10000);
+  small.plugin.memory_mb = 256;
+  auto capped = RewardPluginRunner::Start(small);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  auto hog = (*capped)->Score({Wire("HOG", 0, 0)});
+  EXPECT_THAT(hog.failures[0], HasSubstr("trap: out of memory"));
+  auto after = (*capped)->Score({Wire("fine", 0, 0)});
+  EXPECT_THAT(after.failures, ::testing::ElementsAre(""));
+
+  RewardPluginRunner::Options large = TrapOptions(dir + "/large", 10000);
+  large.plugin.memory_mb = 2048;
+  auto roomy = RewardPluginRunner::Start(large);
+  ASSERT_TRUE(roomy.ok()) << roomy.status();
+  auto fits = (*roomy)->Score({Wire("HOG", 0, 0)});
+  EXPECT_THAT(fits.failures, ::testing::ElementsAre(""));
+  EXPECT_EQ(fits.scores[0], 1.0);
+}
+
 TEST(RewardPluginRunnerTest, StartErrorsNameThePluginAndTheReason) {
   const std::string dir = MakeTempDir("reward_runner_errors");
   RewardPluginRunner::Options v2 = TrapOptions(dir, 1000);

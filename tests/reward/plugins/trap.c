@@ -3,11 +3,13 @@
  * one of these words:
  *   "CRASH"  segfault;   "HANG"  never return;
  *   "NAN"    a NaN score for that sample;   "SHORT"  one score too few;
- *   "ERROR"  fail the batch with a message.
+ *   "ERROR"  fail the batch with a message;
+ *   "HOG"    allocate and touch 1 GiB (fails the batch when that cannot be had).
  * The config "WORD:text" (at most one) treats every sample whose prompt id
  * contains `text` as if its response contained WORD. */
 #include <math.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -65,6 +67,16 @@ static rlpost_reward_status trap_score_batch(void* config, const rlpost_reward_b
     }
     if (has(s, "NAN")) scores[i] = nan("");
     if (has(s, "SHORT")) n = batch->count - 1;
+    if (has(s, "HOG")) {
+      const size_t bytes = (size_t)1 << 30;
+      char* block = malloc(bytes);
+      if (block == NULL) {
+        strncpy(error->message, "trap: out of memory", error->capacity - 1);
+        return RLPOST_REWARD_INTERNAL;
+      }
+      memset(block, 1, bytes);
+      free(block);
+    }
     if (has(s, "ERROR")) {
       strncpy(error->message, "trap: told to fail", error->capacity - 1);
       return RLPOST_REWARD_INTERNAL;
