@@ -7,6 +7,7 @@
 #include "common/bearer_token.h"
 #include "common/grpc_util.h"
 #include "common/logging.h"
+#include "reward/plugin_runner.h"
 
 namespace rlpost {
 namespace {
@@ -91,6 +92,18 @@ grpc::Status ControlServiceImpl::SubmitRun(grpc::ServerContext* context,
   if (!parsed.ok()) {
     return ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("SubmitRun: ", parsed.status().message())));
+  }
+  // Reward plugins too: each is started once in a scratch host (a missing
+  // file, another ABI, a config the plugin refuses), so the run cannot fail on
+  // one after it was accepted.
+  for (const RewardPluginConfig& p : parsed->reward_plugins) {
+    RewardPluginRunner::Options o;
+    o.plugin = p;
+    o.host_binary = parsed->reward_host_binary;
+    absl::Status s = RewardPluginRunner::Check(std::move(o));
+    if (!s.ok()) {
+      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("SubmitRun: ", s.message())));
+    }
   }
   v1::SubmitRunRequest job = *request;
   if (job.rollouts().empty()) {

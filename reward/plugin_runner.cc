@@ -1,9 +1,12 @@
 #include "reward/plugin_runner.h"
 
+#include <atomic>
+
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -65,6 +68,20 @@ absl::StatusOr<std::unique_ptr<RewardPluginRunner>> RewardPluginRunner::Start(Op
                                                "): ", s.message()));
   }
   return r;
+}
+
+absl::Status RewardPluginRunner::Check(Options options) {
+  static std::atomic<int> serial{0};
+  const std::filesystem::path parent = options.work_dir.empty()
+                                           ? std::filesystem::temp_directory_path()
+                                           : std::filesystem::path(options.work_dir);
+  const std::filesystem::path scratch =
+      parent / absl::StrCat("reward-check-", getpid(), "-", serial++);
+  options.work_dir = scratch.string();
+  absl::Status s = Start(std::move(options)).status();  // the runner stops its host here
+  std::error_code ec;
+  std::filesystem::remove_all(scratch, ec);
+  return s;
 }
 
 RewardPluginRunner::~RewardPluginRunner() {

@@ -35,6 +35,10 @@ class RewardPluginRunner {
   // error carries the host's own message (a missing file, an ABI mismatch, a
   // config the plugin refused) and names the config key.
   static absl::StatusOr<std::unique_ptr<RewardPluginRunner>> Start(Options options);
+  // Whether Start would succeed: starts a host in a scratch directory under
+  // `options.work_dir` (the system temp directory when empty), then stops it
+  // and removes the directory. Start's error when not.
+  static absl::Status Check(Options options);
   ~RewardPluginRunner();
 
   struct Result {

@@ -67,9 +67,11 @@ class BinaryTest : public ::testing::Test {
   std::string FakeBinDir() {
     const std::string bin = dir_ + "/bin";
     fs::create_directories(bin);
-    for (const char* real : {"rlpost", "rlpost-controller"}) {
+    for (const char* real : {"rlpost", "rlpost-controller", "rlpost-reward-host"}) {
       fs::copy_file(BinDir() + "/" + real, bin + "/" + real);
     }
+    // The plugins, where the controller looks for a bare file name.
+    fs::create_directory_symlink(fs::absolute(BinDir() + "/../lib"), dir_ + "/lib");
     for (const char* fake : {"rlpost-rollout", "rlpost-verifier", "rlpost-learner"}) {
       fs::copy_file(BinDir() + "/rlpost_fake_worker", bin + "/" + fake);
     }
@@ -293,6 +295,18 @@ TEST_F(BinaryTest, RunsSubmittedToAnIdleControllerRunOneAfterAnother) {
                  dir_ + "/submit.log");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("no rollout, verifier or learner address"));
+
+  // A reward plugin that cannot start is refused at submit time, not when the
+  // run reaches it: a missing library, a config the plugin rejects.
+  r = submit({"reward.plugins.gone.path=" + dir_ + "/no-such-plugin.so"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("config key 'reward.plugins.gone.path'"));
+  r = submit({"reward.plugins.digits.path=librlpost_example_reward.so",
+              "reward.plugins.digits.function=digit_match", "reward.plugins.digits.config=scale=abc"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("scale must be a number, got 'abc'"));
+  r = RunProcess({BinDir() + "/rlctl", "--addr", addr, "status"}, dir_ + "/rlctl.log");
+  EXPECT_THAT(r.output, HasSubstr("IDLE"));  // nothing started
 
   r = submit({"run.name=first", "rl.steps=2"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
