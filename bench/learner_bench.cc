@@ -73,7 +73,7 @@ int RunLearnerBench(const std::vector<std::string>& args) {
   }
   // Kernels are asynchronous on a GPU: a timed region ends when they have run.
   auto sync = [&] {
-    if (device->is_cuda()) torch::cuda::synchronize();
+    if (device->is_cuda()) torch::cuda::synchronize(device->index());
   };
   at::set_num_threads(1);
   const int rounds = quick ? 3 : 7;
@@ -127,11 +127,11 @@ int RunLearnerBench(const std::vector<std::string>& args) {
     std::vector<const TrainExample*> examples;
     for (int64_t i : micro) examples.push_back(&batch[static_cast<size_t>(i)]);
     rows.push_back(PackExamples(examples, config));
-    MoveToDevice(&rows.back(), *device);
   }
   auto bare_step = [&] {
     optimizer.zero_grad();
-    for (const PackedRow& row : rows) {
+    for (PackedRow row : rows) {
+      MoveToDevice(&row, *device);  // as the trainer does, inside the timed step
       ForwardOptions fo;
       fo.segments = &row.segments;
       fo.logit_rows = &row.logit_rows;

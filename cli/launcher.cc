@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -262,6 +263,14 @@ int Launcher::Train(const std::string& config_path, const std::vector<std::strin
         return kLaunchUsage;
       }
     }
+  }
+  // Every rank runs on this host: rank r takes GPU r (--local-rank), so one
+  // fixed GPU for all of them would put two NCCL ranks on one device.
+  if (config->learner_world_size > 1 && absl::StartsWith(config->learner_device, "cuda:")) {
+    *err_ << "rlpost: config key 'learner.device' is " << config->learner_device << " but the "
+          << config->learner_world_size << " learner ranks of `rlpost train` share this host: "
+          << "set learner.device=cuda (rank r uses CUDA device r)\n";
+    return kLaunchUsage;
   }
   for (const char* binary : {"rlpost-verifier", "rlpost-learner", "rlpost-rollout",
                              "rlpost-controller"}) {

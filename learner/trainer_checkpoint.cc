@@ -377,7 +377,7 @@ absl::StatusOr<ResumePoint> Trainer::LoadCheckpoint(const std::string& dir_arg) 
     MoeTransformer new_reference{nullptr};
     if (has_reference) {
       torch::NoGradGuard no_grad;
-      new_reference = MoeTransformer(impl_->model->config());
+      new_reference = Impl::Placed(MoeTransformer(impl_->model->config()), impl_->device);
       absl::Status s = new_reference->ImportWeights(*reference);
       if (!s.ok()) return absl::DataLossError(absl::StrCat(kReferenceFile, ": ", s.message()));
       new_reference->eval();

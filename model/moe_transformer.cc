@@ -48,10 +48,13 @@ MoeTransformerImpl::MoeTransformerImpl(const ModelConfig& config) : config_(conf
                                               config.d_model, config.vocab_size).bias(false)));
   }
   if (config.mtp_layers > 0) mtp_ = register_module("mtp", MtpBlock(config));
-  // As Hugging Face computes it: float32 exponent arithmetic.
+  // As Hugging Face computes it: float32 exponent arithmetic. A buffer, so
+  // that it moves with the module (no host-to-device copy per forward).
   int64_t hd = config.head_dim();
-  inv_freq_ = 1.0 / at::pow(config.rope_theta,
-                            at::arange(0, hd, 2, at::kLong).to(at::kFloat) / static_cast<float>(hd));
+  inv_freq_ = register_buffer(
+      "inv_freq",
+      1.0 / at::pow(config.rope_theta,
+                    at::arange(0, hd, 2, at::kLong).to(at::kFloat) / static_cast<float>(hd)));
   InitWeights();
 }
 

@@ -1,4 +1,6 @@
 // RolloutEngine::Impl: admission, prefill, preemption and reporting.
+#include <torch/cuda.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -211,6 +213,10 @@ void RolloutEngine::Impl::Prefill(std::vector<Sequence*>* finished) {
   ForwardOptions fo;
   fo.paged = &paged;
   fo.router_losses = false;
+  // Prefill only fills the KV cache (and the MTP block's, from the hidden
+  // states): no position needs logits.
+  const at::Tensor no_logit_rows = at::empty({0}, at::TensorOptions().dtype(at::kLong).device(device));
+  fo.logit_rows = &no_logit_rows;
   const Clock::time_point t0 = Clock::now();
   ForwardOutput out = model->Forward(TokenTensor(ids, columns, device), at::Tensor(),
                                      at::Tensor(), fo);
@@ -242,6 +248,9 @@ void RolloutEngine::Impl::Prefill(std::vector<Sequence*>* finished) {
       mtp_prefill_seconds += Seconds(Clock::now() - m0);
     }
   }
+  // On a GPU the kernels are still running: wait, so that the time is the
+  // prefill's and not charged to the next decode step's draft length.
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
   work_stats.forward_seconds += Seconds(Clock::now() - t0);
   for (const Row& r : rows) {
     if (r.seq != nullptr) {

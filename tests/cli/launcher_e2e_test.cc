@@ -173,6 +173,14 @@ TEST_F(BinaryTest, AsyncJobWithPinnedRolesStaysWithinItsStalenessBound) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("config key 'learner.cpus' names CPU 1023"));
   EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
+
+  // One fixed GPU for every rank of this host: refused before anything starts.
+  r = RunProcess({bin + "/rlpost", "train", "--config", config, "learner.world_size=2",
+                  "learner.device=cuda:0"},
+                 dir_ + "/launcher.log");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("set learner.device=cuda (rank r uses CUDA device r)"));
+  EXPECT_THAT(ProcessesMentioning(dir_), IsEmpty());
 }
 
 TEST_F(BinaryTest, ControllerFailureShowsItsLogAndStopsEveryChild) {

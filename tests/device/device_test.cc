@@ -286,19 +286,36 @@ TEST(DeviceParityTest, TheTrainerTakesTheSameStepsOnTheGpu) {
   }
 }
 
-TEST(DeviceParityTest, ACheckpointWrittenOnTheGpuResumesOnTheCpu) {
+// A checkpoint written on the GPU (policy, AdamW state, reference policy,
+// critic) resumes on the CPU and on the GPU, and both take the same next step
+// (with the KL term and the critic, so the resumed reference and critic are
+// used on their device).
+TEST(DeviceParityTest, ACheckpointWrittenOnTheGpuResumesOnEitherDevice) {
+  const std::string other = OtherDevice();
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("rlpost_device_ckpt_" + std::to_string(getpid())))
           .string();
-  const TrainTrace gpu = Train(OtherDevice(), /*critic=*/true, dir);
+  const TrainTrace gpu = Train(other, /*critic=*/true, dir);
   ASSERT_FALSE(gpu.weights.empty());
-  RunConfig rc = TinyRunConfig();
-  rc.model.mtp_layers = 1;
-  auto resumed = Trainer::Create(rc, 40, nullptr);
-  ASSERT_TRUE(resumed.ok()) << resumed.status();
-  auto point = (*resumed)->LoadCheckpoint(dir);
-  ASSERT_TRUE(point.ok()) << point.status();
-  EXPECT_EQ(MaxAbsDiff(gpu.weights, (*resumed)->ExportWeights()), 0.0);
+  std::vector<double> next_loss;
+  for (const std::string& device : {std::string("cpu"), other}) {
+    RunConfig rc = TinyRunConfig();
+    rc.model.mtp_layers = 1;
+    rc.learner_device = device;
+    auto resumed = Trainer::Create(rc, 40, nullptr);
+    ASSERT_TRUE(resumed.ok()) << resumed.status();
+    auto point = (*resumed)->LoadCheckpoint(dir);
+    ASSERT_TRUE(point.ok()) << point.status();
+    EXPECT_EQ(MaxAbsDiff(gpu.weights, (*resumed)->ExportWeights()), 0.0) << device;
+    StepOptions pg;
+    pg.lr = 1e-2;
+    pg.kl_coef = 0.05;
+    pg.critic.enabled = true;
+    auto step = (*resumed)->Step(PgBatch(), pg);
+    ASSERT_TRUE(step.ok()) << device << ": " << step.status();
+    next_loss.push_back(step->loss);
+  }
+  EXPECT_NEAR(next_loss[0], next_loss[1], 1e-3 * (1.0 + std::fabs(next_loss[0])));
   std::filesystem::remove_all(dir);
 }
 
