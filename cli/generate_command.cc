@@ -19,7 +19,6 @@
 #include "absl/strings/str_split.h"
 #include "cli/rlctl.h"
 #include "common/grpc_util.h"
-#include "common/tls.h"
 #include "rlpost/v1/rollout.grpc.pb.h"
 
 namespace rlpost {
@@ -97,11 +96,11 @@ absl::StatusOr<GenerateFlags> ParseGenerateFlags(const std::vector<std::string>&
     if (name == "addr") {
       flags.addr = value;
     } else if (name == "tls-ca") {
-      flags.tls_ca = value;
+      flags.tls.ca = value;
     } else if (name == "tls-cert") {
-      flags.tls_cert = value;
+      flags.tls.cert = value;
     } else if (name == "tls-key") {
-      flags.tls_key = value;
+      flags.tls.key = value;
     } else if (name == "prompt") {
       request.set_prompt(value);
       has_prompt = true;
@@ -239,11 +238,7 @@ int RunGenerateCommand(const std::vector<std::string>& args, std::ostream& out,
     out << GenerateUsage();
     return kRlctlOk;
   }
-  TlsFiles tls;
-  tls.ca = flags->tls_ca;
-  tls.cert = flags->tls_cert;
-  tls.key = flags->tls_key;
-  if (absl::Status t = SetProcessTls(tls); !t.ok()) {
+  if (absl::Status t = SetProcessTls(flags->tls); !t.ok()) {
     err << "rlctl generate: " << t.message() << "\n";
     return kRlctlUsage;
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/tls.h"
 #include "rlpost/v1/rollout.pb.h"
 
 namespace rlpost {
@@ -29,7 +30,7 @@ int RunGenerateCommand(const std::vector<std::string>& args, std::ostream& out,
 struct GenerateFlags {
   bool help = false;  // --help or -h: print GenerateUsage() and do nothing else
   std::string addr;
-  std::string tls_ca, tls_cert, tls_key;  // --tls-*: call the worker over TLS
+  TlsFiles tls;  // --tls-*: call the worker over TLS
   bool json = false;
   double timeout_s = 600;
   v1::GenerateRequest request;

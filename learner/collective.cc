@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 
@@ -145,11 +146,12 @@ absl::Status ProcessGroupHandle::AllReduceSum(std::vector<at::Tensor>& tensors) 
       c10::intrusive_ptr<c10d::Work> work;
     };
     std::vector<Bucket> buckets;
-    // (dtype, device) -> bucket being filled
-    std::map<std::pair<at::ScalarType, std::string>, size_t> open;
+    // (dtype, device type, device index) -> bucket being filled
+    using BucketKey = std::tuple<at::ScalarType, c10::DeviceType, c10::DeviceIndex>;
+    std::map<BucketKey, size_t> open;
     for (size_t i = 0; i < tensors.size(); ++i) {
-      const std::pair<at::ScalarType, std::string> type = {tensors[i].scalar_type(),
-                                                           tensors[i].device().str()};
+      const c10::Device device = tensors[i].device();
+      const BucketKey type = {tensors[i].scalar_type(), device.type(), device.index()};
       const int64_t bytes = tensors[i].numel() * static_cast<int64_t>(tensors[i].element_size());
       auto it = open.find(type);
       if (it == open.end() || buckets[it->second].bytes + bytes > kAllReduceBucketBytes) {

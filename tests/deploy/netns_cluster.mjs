@@ -206,6 +206,15 @@ function mountPoint(dir) {
   for (const d of missing) { fs.mkdirSync(d); created.push(d); }
 }
 
+// setpriv's arguments for the pod's container user (runAsUser/runAsGroup,
+// the container's over the pod's); none when the manifest names no user.
+function podUser(p) {
+  const psc = p.template.spec.securityContext || {};
+  const csc = p.template.spec.containers[0].securityContext || {};
+  const uid = csc.runAsUser ?? psc.runAsUser, gid = csc.runAsGroup ?? psc.runAsGroup ?? uid;
+  return uid !== undefined ? ["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups"] : [];
+}
+
 // Start every pod's container.
 for (const p of pods) {
   const spec = p.template.spec;
@@ -244,11 +253,8 @@ for (const p of pods) {
              ...volumeBinds.filter(hides).map(([, b]) => b));
   // The container's security context: a read-only root filesystem (the
   // volumes above stay writable), and its user.
-  const psc = spec.securityContext || {};
-  const csc = c.securityContext || {};
-  if (csc.readOnlyRootFilesystem) binds.push("mount -o remount,bind,ro /");
-  const uid = csc.runAsUser ?? psc.runAsUser, gid = csc.runAsGroup ?? psc.runAsGroup;
-  const user = uid !== undefined ? `setpriv --reuid=${uid} --regid=${gid ?? uid} --clear-groups ` : "";
+  if ((c.securityContext || {}).readOnlyRootFilesystem) binds.push("mount -o remount,bind,ro /");
+  const user = podUser(p).map((a) => `${a} `).join("");
   const env = { PATH: "/opt/rlpost/bin:/usr/bin:/bin", HOSTNAME: p.name, ...p.env };
   for (const e of c.env || []) env[e.name] = e.value;
   const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
@@ -301,11 +307,8 @@ function fail(why) {
 // its user), as kubelet runs it.
 const execProbe = (p) => {
   const c = p.template.spec.containers[0];
-  const psc = p.template.spec.securityContext || {};
-  const uid = (c.securityContext || {}).runAsUser ?? psc.runAsUser, gid = psc.runAsGroup ?? uid;
-  const user = uid !== undefined ? ["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups"] : [];
   try {
-    run("nsenter", ["-t", String(p.child.pid), "-m", "-n", ...user, "env", "-i",
+    run("nsenter", ["-t", String(p.child.pid), "-m", "-n", ...podUser(p), "env", "-i",
                     "PATH=/opt/rlpost/bin:/usr/bin:/bin", ...c.readinessProbe.exec.command], { stdio: "pipe" });
     return true;
   } catch {
